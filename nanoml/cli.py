@@ -1,0 +1,61 @@
+"""nanoml command line: a thin typer app.
+
+Each command lives in nanoml/commands/<name>.py and exposes `register(app)`.
+Command modules import only typer at module level; domain code (and numpy,
+tflite-micro, TensorFlow, PlatformIO) is imported inside the command, so
+`nanoml --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from . import __version__
+from .commands import _common
+
+COMMANDS = ["boards", "inspect", "convert", "build", "flash", "monitor", "sim",
+            "profile", "validate"]
+
+app = typer.Typer(
+    name="nanoml",
+    help="Take a trained model to a running, measured deployment on the Arduino Nano 33 BLE Sense.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nanoml {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    _common.STATE.debug = debug
+
+
+for _name in COMMANDS:
+    try:
+        _mod = importlib.import_module(f"nanoml.commands.{_name}")
+    except ModuleNotFoundError as _e:  # command not built in this version
+        if _e.name != f"nanoml.commands.{_name}":
+            raise
+        continue
+    _mod.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
