@@ -70,6 +70,8 @@ def default_runtime_id() -> str:
     for rid, r in all_runtimes().items():
         if r.raw.get("default"):
             return rid
+    if not all_runtimes():
+        raise UsageError("no runtime profiles found in runtimes/ (broken installation?)")
     return next(iter(all_runtimes()))
 
 
