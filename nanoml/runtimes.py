@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from .errors import UsageError
@@ -16,6 +16,7 @@ class OpSupport:
     resolver: str        # MicroMutableOpResolver method, e.g. "AddConv2D"
     max_version: int     # highest op version the library's kernel handles
     code_bytes: int | None = None   # flash increment of this op alone (Cortex-M4 build)
+    excluded_versions: tuple[int, ...] = ()   # versions <= max_version whose feature is rejected (hybrid...)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Runtime:
     empty_program_bytes: int
     ops: dict[str, OpSupport]
     raw: dict
+    custom_ops: dict[str, str] = field(default_factory=dict)   # custom_code -> resolver method
 
     def support(self, op: str, version: int) -> tuple[bool, str | None]:
         """(supported, reason-if-not) for a builtin op at a given version."""
@@ -40,7 +42,16 @@ class Runtime:
         if version > s.max_version:
             return False, (f"{op} version {version} is newer than {self.name} {self.version} "
                            f"supports (up to v{s.max_version})")
+        if version in s.excluded_versions:
+            return False, (f"{op} version {version} is not handled by {self.name} {self.version}'s "
+                           f"kernel (see runtimes/{self.id}.toml)")
         return True, None
+
+    def support_custom(self, custom_code: str) -> tuple[bool, str | None]:
+        """(supported, reason-if-not) for a CUSTOM op by its custom_code."""
+        if custom_code in self.custom_ops:
+            return True, None
+        return False, (f"custom op '{custom_code}' is not registered by {self.name} {self.version}")
 
     def to_json(self) -> dict:
         return {"id": self.id, "name": self.name, "version": self.version,
@@ -54,7 +65,8 @@ def all_runtimes() -> dict[str, Runtime]:
     for f in sorted(data_dir("runtimes").glob("*.toml")):
         d = tomllib.loads(f.read_text())
         ops = {name: OpSupport(name=name, resolver=v["resolver"], max_version=v["max_version"],
-                               code_bytes=v.get("code_bytes"))
+                               code_bytes=v.get("code_bytes"),
+                               excluded_versions=tuple(v.get("excluded_versions", ())))
                for name, v in d.get("ops", {}).items()}
         out[d["id"]] = Runtime(
             id=d["id"], name=d["name"], version=d["version"], header=d["header"],
@@ -62,7 +74,8 @@ def all_runtimes() -> dict[str, Runtime]:
             static_memory=d.get("static_memory", True),
             no_ops_code_bytes=d["code_size"]["no_ops_bytes"],
             empty_program_bytes=d["code_size"]["empty_program_bytes"],
-            ops=ops, raw=d)
+            ops=ops, raw=d,
+            custom_ops={c: v["resolver"] for c, v in d.get("custom_ops", {}).items()})
     return out
 
 
