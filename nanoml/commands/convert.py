@@ -1,0 +1,83 @@
+"""`nanoml convert SRC -o OUT.tflite`: Keras / SavedModel -> TFLite Micro model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._common import JSON_OPTION, STATE, console, emit_json, handle_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("convert")
+    def convert_cmd(
+        src: Path = typer.Argument(..., help="Keras model (.keras, .h5) or SavedModel directory."),
+        output: Path = typer.Option(None, "--output", "-o",
+                                    help="The .tflite to write (default: SRC with .tflite)."),
+        quantize: str = typer.Option("int8", "--quantize", "-q",
+                                     help="int8 (full integer, int8 in/out; needs --calib), "
+                                          "float16 or none."),
+        calib: Path = typer.Option(None, "--calib", "-c",
+                                   help="Calibration samples: .npy [N, ...input shape], .npz "
+                                        "(one array per input name) or a directory of .npy."),
+        samples: int = typer.Option(100, "--samples", "-n",
+                                    help="How many calibration samples to use."),
+        board: str = typer.Option(None, "--board", "-b", help="Board id: also check flash fit."),
+        runtime: str = typer.Option(None, "--runtime", "-r",
+                                    help="TFLM Arduino library profile for op support "
+                                         "(default chirale_2.0.0)."),
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Convert a trained model to a .tflite the board's TFLite Micro can run.
+
+        Reports size before/after, ops and their support, and the quantization error
+        on the calibration samples. Exit 0: written; 1: written but will not run on
+        the board; 2: bad input; 4: TensorFlow missing or its converter failed/crashed.
+        """
+        with handle_errors(json_out):
+            from ..model.convert import convert_model
+            report = convert_model(src, output, quantize=quantize, calib=calib, samples=samples,
+                                   runtime_id=runtime, board_id=board, debug=STATE.debug)
+            if json_out:
+                emit_json(report.to_json())
+            else:
+                render(report)
+            raise typer.Exit(report.exit_code)
+
+
+def _kb(n: int) -> str:
+    return f"{n:,} B" if n < 10_000 else f"{n / 1024:,.1f} KiB"
+
+
+def render(report) -> None:
+    from rich.table import Table
+    c = console()
+    d = report.to_json()
+    before = f"{_kb(d['bytes_before'])}"
+    if d["params"] is not None:
+        before += f" ({d['params']:,} params, {_kb(d['float_param_bytes'])} as float32)"
+    c.print(f"[bold]{d['output']}[/]  {_kb(d['bytes_after'])}  quantize {d['quantize']}"
+            f"  (from {d['source']}: {before})")
+    for kind in ("inputs", "outputs"):
+        for t in d[kind]:
+            q = "" if t.get("scale") is None or t.get("per_channel") else \
+                f" s={t['scale']:.3g} zp={t['zero_point']}"
+            c.print(f"  {kind[:-1]:6} {'x'.join(map(str, t['shape']))} {t['dtype']}{q}")
+    ops = Table(title=f"Ops in runtime {d['runtime']}", show_edge=False)
+    for col, j in (("op", "left"), ("v", "right"), ("count", "right"), ("supported", "left")):
+        ops.add_column(col, justify=j)
+    for o in d["ops"]:
+        ops.add_row(o["name"], str(o["version"]), str(o["count"]),
+                    "yes" if o["supported"] else f"[red]no[/]: {o['reason']}")
+    c.print(ops)
+    e = d["error"]
+    if e:
+        c.print(f"quantization error vs the float model on {e['samples']} calibration samples "
+                f"({e['engine']}): max abs {e['max_abs']:.4g}, RMSE {e['rmse']:.4g} "
+                f"(outputs up to {e['output_max_abs']:.3g})")
+    else:
+        c.print("quantization error: not measured (pass --calib to measure it)")
+    for p in d["problems"]:
+        color = "red" if p["level"] == "error" else "yellow"
+        c.print(f"[{color}]{p['level']}[/]: {p['message']}")
