@@ -54,6 +54,8 @@ constexpr int kDtypeInt8 = 9;
 // Synthetic test pattern: a 32-bit LCG (Numerical Recipes constants).
 constexpr uint32_t kLcgMul = 1664525u;
 constexpr uint32_t kLcgAdd = 1013904223u;
+// Inference number `seq` seeds the pattern with seq * kSeedMul (mod 2^32).
+constexpr uint32_t kSeedMul = 2654435761u;  // 0x9E3779B1
 
 // ---------------------------------------------------------------------------
 // CRC-16/CCITT-FALSE, bitwise (no 512-byte table in flash). crc16("123456789")
@@ -549,7 +551,9 @@ class FrameParser {
 // `n` is the buffer size in bytes (elements = n / element size; multi-byte
 // elements little-endian, as stored on the device). Returns the final state;
 // for a model with several inputs, input k+1 is seeded with the value
-// returned for input k. Inference number `seq` uses seed = seq.
+// returned for input k. Inference number `seq` uses seed = synthetic_seed(seq).
+inline uint32_t synthetic_seed(uint32_t seq) { return seq * kSeedMul; }
+
 inline uint32_t synthetic_fill(uint8_t* dst, size_t n, uint32_t seed, int dtype_code) {
   uint32_t s = seed;
   switch (dtype_code) {

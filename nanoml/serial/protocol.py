@@ -1,0 +1,470 @@
+"""The nanoml serial protocol: ONE definition of the line format.
+
+Every nanoml line (both directions) is ASCII::
+
+    ~nm <type> <key>=<value> <key>=<value> ...*<CCCC>\\r\\n
+
+CCCC is CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no
+xorout) of all bytes from ``~`` up to (not including) ``*``, 4 upper-case hex
+digits. Lines that do not start with ``~nm `` are foreign (the sketch's own
+prints) and pass through untouched.
+
+`MESSAGES` below is the message table. docs/protocol.md embeds the table that
+`markdown_tables()` renders (a test checks they agree), and the C++ header
+sketches/common/nanoml_protocol.h carries the same constants (a test compiles
+a host program with it and checks both directions).
+
+This module only encodes and decodes; it never prints and never touches a port.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from dataclasses import dataclass, field
+
+PROTOCOL_VERSION = 1
+PREFIX = b"~nm "
+# Longest line a device must accept, other than the hex payload of an "in" frame.
+MAX_LINE_LENGTH = 256
+# Longest decimal number field in an "in" frame (a uint32 fits in 10 digits).
+MAX_DIGITS = 10
+# Longest line the host keeps (a "res" with thousands of outputs still fits);
+# longer lines are cut and counted as corrupt ("overflow").
+HOST_MAX_LINE = 1 << 16
+
+# Reasons a device rejects an input frame: the `why=` token of "ack ok=0".
+WHY = {
+    "len": "len missing, 0 or above the device's input capacity, or hex digits != 2*len",
+    "crc": "checksum mismatch",
+    "overflow": "a number longer than 10 digits or above 2^32-1",
+    "syntax": "anything else malformed (field order, characters, line end)",
+    "type": "a nanoml line of a type the device does not accept",
+    "busy": "the firmware is still working on the previous frame",
+}
+
+# TFLite TensorType codes, as used by synthetic_fill (C++ and Python).
+DTYPE_CODES = {"float32": 0, "uint8": 3, "int16": 7, "int8": 9}
+
+# Synthetic test pattern: 32-bit LCG s = s * LCG_MUL + LCG_ADD (mod 2^32).
+LCG_MUL = 1664525
+LCG_ADD = 1013904223
+# Inference number seq seeds the pattern with seq * SEED_MUL (mod 2^32).
+SEED_MUL = 2654435761
+
+INPUT_SOURCES = ("serial", "synthetic", "imu", "mic")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    key: str
+    kind: str            # one of KINDS
+    required: bool
+    doc: str
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    type: str
+    direction: str       # "device" (device -> host) or "host" (host -> device)
+    doc: str
+    fields: tuple[FieldSpec, ...]
+
+    def field(self, key: str) -> FieldSpec | None:
+        for f in self.fields:
+            if f.key == key:
+                return f
+        return None
+
+
+KINDS = {
+    "uint": "decimal unsigned integer",
+    "int": "decimal integer, optional leading '-'",
+    "bool": "`0` or `1`",
+    "float": "number, 6 significant digits like C `%.6g` (`nan`, `inf`, `-inf` allowed)",
+    "floats": "comma-separated `float`s",
+    "ints": "comma-separated `int`s",
+    "text": "percent-encoded text (space % * = , control and non-ASCII bytes as %XX)",
+    "list": "comma-separated `text` items",
+    "hex12": "12 lower-case hex digits",
+    "hexbytes": "upper-case hex digits, 2 per byte (either case accepted)",
+    "tensors": "comma-separated `<dtype>:<dim>x<dim>...` (e.g. `int8:1x49x40x1`)",
+}
+
+
+def _f(key: str, kind: str, doc: str, required: bool = True) -> FieldSpec:
+    return FieldSpec(key, kind, required, doc)
+
+
+MESSAGES: dict[str, MessageSpec] = {m.type: m for m in (
+    MessageSpec("hello", "device",
+                "Sent once at boot and again every few seconds (a monitor that attaches "
+                "late still learns what runs).", (
+                    _f("proto", "uint", "protocol version, 1"),
+                    _f("fw", "text", "firmware version"),
+                    _f("model", "hex12", "first 12 hex digits of the model file's SHA-256"),
+                    _f("board", "text", "board id (boards/*.toml)"),
+                    _f("runtime", "text", "runtime id (runtimes/*.toml)"),
+                    _f("arena", "uint", "tensor arena size, bytes"),
+                    _f("used", "uint", "arena bytes used after AllocateTensors()"),
+                    _f("ops", "list", "distinct operators of the model, in order of first use"),
+                    _f("in", "tensors", "input tensors"),
+                    _f("out", "tensors", "output tensors"),
+                    _f("input", "text", "input source: serial, synthetic, imu or mic"),
+                    _f("sim", "bool", "1 when sent by `nanoml sim` (host timings)", False),
+                )),
+    MessageSpec("res", "device", "One inference result.", (
+        _f("seq", "uint", "inference counter since boot"),
+        _f("us", "uint", "Invoke() latency, microseconds"),
+        _f("out", "floats", "all outputs, dequantized, tensors concatenated in order"),
+        _f("top", "int", "index of the largest value of output 0"),
+        _f("q", "ints", "raw quantized outputs (int8/uint8/int16 outputs)", False),
+        _f("frame", "uint", "seq of the host's input frame this result answers "
+                            "(absent for synthetic/sensor input)", False),
+        _f("sim", "bool", "1 when the latency is host time from `nanoml sim`", False),
+    )),
+    MessageSpec("op", "device", "Per-operator profile record (profiling firmware).", (
+        _f("seq", "uint", "inference this record belongs to"),
+        _f("i", "uint", "operator index in execution order"),
+        _f("op", "text", "operator name, e.g. CONV_2D"),
+        _f("cyc", "uint", "CPU cycles (DWT cycle counter)"),
+        _f("us", "uint", "microseconds"),
+        _f("sim", "bool", "1 when measured on the host by `nanoml sim`", False),
+    )),
+    MessageSpec("arena", "device", "Arena bisection result (profiling firmware).", (
+        _f("min", "uint", "smallest arena with which AllocateTensors() and Invoke() succeed"),
+        _f("used", "uint", "arena_used_bytes() with the configured arena"),
+    )),
+    MessageSpec("err", "device", "An error the firmware reports.", (
+        _f("code", "text", "error token, e.g. alloc, invoke, model, sensor"),
+        _f("msg", "text", "human-readable message"),
+    )),
+    MessageSpec("ack", "device", "Reply to an input frame.", (
+        _f("seq", "uint", "seq of the frame (0 when it could not be read)"),
+        _f("ok", "bool", "1 accepted (a `res` with frame=seq follows), 0 rejected"),
+        _f("why", "text", "reject reason token (see the table below)", False),
+    )),
+    MessageSpec("in", "host", "Input frame: tensor bytes for one inference. Fields in "
+                              "exactly this order.", (
+        _f("seq", "uint", "host's frame counter"),
+        _f("len", "uint", "payload bytes (1 .. device capacity)"),
+        _f("hex", "hexbytes", "payload, 2*len hex digits, little-endian tensor bytes"),
+    )),
+)}
+
+
+# ---------------------------------------------------------------------------
+# CRC
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE (binascii.crc_hqx is exactly this polynomial, MSB first)."""
+    return binascii.crc_hqx(data, crc)
+
+
+# ---------------------------------------------------------------------------
+# value encoding
+
+_ESCAPE = frozenset(b" %*=,\x7f") | frozenset(range(0x20)) | frozenset(range(0x80, 0x100))
+_NEEDS_ESCAPE_RE = re.compile(r"[\x00-\x20%*=,\x7f-\U0010ffff]")
+
+
+def pct_encode(text: str) -> str:
+    if not _NEEDS_ESCAPE_RE.search(text):
+        return text
+    return "".join(f"%{b:02X}" if b in _ESCAPE else chr(b) for b in text.encode("utf-8"))
+
+
+_PCT_RE = re.compile(rb"%([0-9A-Fa-f]{2})")
+
+
+def pct_decode(value: str) -> str:
+    if "%" not in value:
+        return value
+    raw = _PCT_RE.sub(lambda m: bytes([int(m.group(1), 16)]), value.encode("ascii", "replace"))
+    return raw.decode("utf-8", "replace")
+
+
+def format_float(v: float) -> str:
+    """6 significant digits, C `%.6g` style (the C++ header writes the same)."""
+    return f"{float(v):.6g}"
+
+
+def format_tensors(tensors) -> str:
+    """[(dtype, shape), ...] -> 'int8:1x49x40x1,float32:1x4'."""
+    return ",".join(f"{dt}:{'x'.join(str(int(d)) for d in shape)}" for dt, shape in tensors)
+
+
+def _encode_value(kind: str, v) -> str:
+    if kind in ("uint", "int"):
+        return str(int(v))
+    if kind == "bool":
+        return "1" if v else "0"
+    if kind == "float":
+        return format_float(v)
+    if kind == "floats":
+        return ",".join(format_float(x) for x in v)
+    if kind == "ints":
+        return ",".join(str(int(x)) for x in v)
+    if kind == "text":
+        return pct_encode(str(v))
+    if kind == "list":
+        return ",".join(pct_encode(str(x)) for x in v)
+    if kind == "hex12":
+        return str(v)[:12].lower()
+    if kind == "hexbytes":
+        return bytes(v).hex().upper()
+    if kind == "tensors":
+        if isinstance(v, str):
+            return v
+        return format_tensors((t["dtype"], t["shape"]) if isinstance(t, dict) else t for t in v)
+    raise ValueError(f"unknown field kind {kind!r}")
+
+
+class ProtocolError(ValueError):
+    """A value or line that does not follow the protocol."""
+
+
+def encode_line(msg_type: str, fields: dict) -> bytes:
+    """Build one line, "\\r\\n" included. Known types are checked against MESSAGES:
+    required fields must be present, values are encoded by their kind and
+    written in table order (unknown keys follow as percent-encoded text)."""
+    spec = MESSAGES.get(msg_type)
+    parts = [msg_type]
+    if spec is not None:
+        for f in spec.fields:
+            if f.key in fields and fields[f.key] is not None:
+                parts.append(f"{f.key}={_encode_value(f.kind, fields[f.key])}")
+            elif f.required:
+                raise ProtocolError(f"'{msg_type}' needs field '{f.key}'")
+        extra = [k for k in fields if spec.field(k) is None]
+    else:
+        extra = list(fields)
+    for k in extra:
+        if fields[k] is not None:
+            parts.append(f"{k}={pct_encode(str(fields[k]))}")
+    body = b"~nm " + " ".join(parts).encode("ascii")
+    return b"%s*%04X\r\n" % (body, crc16(body))
+
+
+def encode_frame(seq: int, payload: bytes) -> bytes:
+    """Host->device input frame: ~nm in seq=<n> len=<bytes> hex=<...>*CCCC\\r\\n"""
+    body = b"~nm in seq=%d len=%d hex=%s" % (seq, len(payload), payload.hex().upper().encode())
+    return b"%s*%04X\r\n" % (body, crc16(body))
+
+
+# ---------------------------------------------------------------------------
+# decoding
+
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
+_UINT_RE = re.compile(r"[0-9]+\Z")
+_INT_RE = re.compile(r"-?[0-9]+\Z")
+_HEX_RE = re.compile(r"[0-9A-Fa-f]*\Z")
+_CRC_RE = re.compile(rb"[0-9A-Fa-f]{4}\Z")
+
+
+def parse_tensors(value: str) -> list[dict]:
+    out = []
+    if not value:
+        return out
+    for item in value.split(","):
+        dtype, sep, dims = item.partition(":")
+        if not sep or not dtype:
+            raise ProtocolError(f"bad tensor spec {item!r}")
+        shape = [int(d) for d in dims.split("x")] if dims else []
+        out.append({"dtype": dtype, "shape": shape})
+    return out
+
+
+def decode_value(kind: str, v: str):
+    if kind == "uint":
+        if not _UINT_RE.match(v):
+            raise ProtocolError(f"expected an unsigned integer, got {v!r}")
+        return int(v)
+    if kind == "int":
+        if not _INT_RE.match(v):
+            raise ProtocolError(f"expected an integer, got {v!r}")
+        return int(v)
+    if kind == "bool":
+        if v not in ("0", "1"):
+            raise ProtocolError(f"expected 0 or 1, got {v!r}")
+        return v == "1"
+    if kind == "float":
+        return _float(v)
+    if kind == "floats":
+        return [_float(x) for x in v.split(",")] if v else []
+    if kind == "ints":
+        try:
+            return [int(x) for x in v.split(",")] if v else []
+        except ValueError:
+            raise ProtocolError(f"expected integers, got {v!r}") from None
+    if kind == "text":
+        return pct_decode(v)
+    if kind == "list":
+        return [pct_decode(x) for x in v.split(",")] if v else []
+    if kind == "hex12":
+        if len(v) != 12 or not _HEX_RE.match(v):
+            raise ProtocolError(f"expected 12 hex digits, got {v!r}")
+        return v.lower()
+    if kind == "hexbytes":
+        try:
+            return bytes.fromhex(v)
+        except ValueError:
+            raise ProtocolError("bad hex payload") from None
+    if kind == "tensors":
+        try:
+            return parse_tensors(v)
+        except ValueError as e:
+            raise ProtocolError(str(e)) from None
+    raise ProtocolError(f"unknown field kind {kind!r}")
+
+
+def _float(v: str) -> float:
+    try:
+        return float(v)
+    except ValueError:
+        raise ProtocolError(f"expected a number, got {v!r}") from None
+
+
+@dataclass
+class Message:
+    """A nanoml line whose checksum matched."""
+    type: str
+    fields: dict                       # decoded values (raw strings for unknown types/keys)
+    known: bool = True                 # type is in MESSAGES
+    extra: dict = field(default_factory=dict)   # keys not in the table (newer firmware)
+
+    def to_json(self) -> dict:
+        d = {"type": self.type}
+        d.update(self.fields)
+        if self.extra:
+            d["extra"] = self.extra
+        if not self.known:
+            d["known"] = False
+        return d
+
+
+@dataclass
+class Foreign:
+    """A line that is not a nanoml line (the sketch's own print)."""
+    text: str
+
+    def to_json(self) -> dict:
+        return {"type": "foreign", "text": self.text}
+
+
+@dataclass
+class Corrupt:
+    """A nanoml line that failed its checksum or framing ("crc", "syntax",
+    "overflow"), or passed it but breaks the table ("invalid")."""
+    reason: str
+    text: str
+    detail: str = ""
+
+    def to_json(self) -> dict:
+        return {"type": "corrupt", "reason": self.reason, "text": self.text,
+                "detail": self.detail}
+
+
+Parsed = Message | Foreign | Corrupt
+
+
+def _text(line: bytes) -> str:
+    return line.decode("utf-8", "replace")
+
+
+def parse_line(line: bytes) -> Parsed:
+    """Parse one line (without or with its "\\r\\n"). A nanoml line glued after
+    foreign text on the same line is not split here: see `parse_lines`."""
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if not line.startswith(PREFIX):
+        return Foreign(_text(line))
+    star = line.rfind(b"*")
+    if star < 0 or len(line) - star != 5:
+        return Corrupt("syntax", _text(line), "no *CCCC checksum at the end")
+    if not _CRC_RE.match(line, star + 1):
+        return Corrupt("syntax", _text(line), "checksum is not 4 hex digits")
+    rx = int(line[star + 1:], 16)
+    body = line[:star]
+    if crc16(body) != rx:
+        return Corrupt("crc", _text(line), f"checksum {line[star + 1:].decode('ascii', 'replace')} "
+                                           f"!= {crc16(body):04X}")
+    try:
+        text = body[4:].decode("ascii")
+    except UnicodeDecodeError:
+        return Corrupt("invalid", _text(line), "non-ASCII bytes")
+    parts = text.split(" ")
+    mtype = parts[0]
+    if not _NAME_RE.match(mtype):
+        return Corrupt("invalid", _text(line), f"bad message type {mtype!r}")
+    spec = MESSAGES.get(mtype)
+    fields: dict = {}
+    extra: dict = {}
+    for p in parts[1:]:
+        k, sep, v = p.partition("=")
+        if not sep or not _NAME_RE.match(k):
+            return Corrupt("invalid", _text(line), f"bad field {p!r}")
+        f = spec.field(k) if spec else None
+        if f is None:
+            (extra if spec else fields)[k] = v
+            continue
+        try:
+            fields[k] = decode_value(f.kind, v)
+        except ProtocolError as e:
+            return Corrupt("invalid", _text(line), f"{k}: {e}")
+    if spec is None:
+        return Message(mtype, fields, known=False)
+    for f in spec.fields:
+        if f.required and f.key not in fields:
+            return Corrupt("invalid", _text(line), f"'{mtype}' without '{f.key}'")
+    return Message(mtype, fields, extra=extra)
+
+
+def parse_lines(line: bytes) -> list[Parsed]:
+    """Like parse_line, but a nanoml line that starts after foreign text on the
+    same line (a sketch print without newline) is split off and parsed."""
+    if line.startswith(PREFIX):
+        return [parse_line(line)]
+    i = line.find(PREFIX)
+    if i < 0:
+        return [parse_line(line)]
+    return [Foreign(_text(line[:i])), parse_line(line[i:])]
+
+
+# ---------------------------------------------------------------------------
+# documentation (docs/protocol.md embeds this; tests/test_protocol_docs.py checks it)
+
+def markdown_tables() -> str:
+    out = []
+    for m in MESSAGES.values():
+        arrow = "device → host" if m.direction == "device" else "host → device"
+        out.append(f"### `{m.type}` ({arrow})\n\n{m.doc}\n")
+        out.append("| key | kind | required | meaning |\n|---|---|---|---|")
+        for f in m.fields:
+            out.append(f"| `{f.key}` | {f.kind} | {'yes' if f.required else 'no'} | {f.doc} |")
+        out.append("")
+    out.append("### Value kinds\n\n| kind | format |\n|---|---|")
+    out.extend(f"| {k} | {v} |" for k, v in KINDS.items())
+    out.append("\n### Reject reasons (`ack ok=0 why=`)\n\n| why | meaning |\n|---|---|")
+    out.extend(f"| `{k}` | {v} |" for k, v in WHY.items())
+    out.append("\n### Constants\n\n| name | value |\n|---|---|")
+    consts = {"protocol version": PROTOCOL_VERSION, "line prefix": "`~nm `",
+              "max line length (device, excluding an `in` payload)": MAX_LINE_LENGTH,
+              "max digits of an `in` number field": MAX_DIGITS,
+              "max line length kept by the host": HOST_MAX_LINE,
+              "LCG multiplier": LCG_MUL, "LCG increment": LCG_ADD,
+              "seed multiplier (seed = seq * it mod 2^32)": SEED_MUL}
+    consts.update({f"dtype code {k}": v for k, v in DTYPE_CODES.items()})
+    out.extend(f"| {k} | {v} |" for k, v in consts.items())
+    return "\n".join(out) + "\n"
+
+
+DOC_BEGIN = "<!-- BEGIN generated: python -m nanoml.serial.protocol -->"
+DOC_END = "<!-- END generated -->"
+
+
+if __name__ == "__main__":  # pragma: no cover - doc generator
+    import sys
+    sys.stdout.write(markdown_tables())
