@@ -105,7 +105,7 @@ def _op_table(model: Model, runtime: Runtime) -> tuple[list[dict], list[str]]:
     ops, unsupported = [], []
     for (display, name, version), n in counts.items():
         if name == "CUSTOM":
-            ok, why = False, f"custom op {display[7:]} is not registered by {runtime.name}"
+            ok, why = runtime.support_custom(display[len("CUSTOM:"):])
         else:
             ok, why = runtime.support(name, version)
         ops.append({"name": display, "version": version, "count": n, "supported": ok,
