@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import traceback
@@ -34,7 +35,11 @@ class _Fail(Exception):
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    # converter errors put the useful part after "error:" lines
+    # tf.function errors wrap the cause: "in user code: ... SomeError: what"
+    for ln in reversed(lines):
+        if re.match(r"^[A-Za-z_.]*(Error|Exception): ", ln):
+            return ln.split(": ", 1)[1][:300]
+    # converter errors put the useful part after "error:"
     for ln in lines:
         if "error:" in ln and "Traceback" not in ln:
             return ln[ln.index("error:") + 6:].strip()[:300]
@@ -88,6 +93,7 @@ def _load(req: dict, tf):
     def call(xs):
         y = sig(**dict(zip(names, xs)))
         return [y[k] for k in sorted(y)] if isinstance(y, dict) else [y]
+    call.keep_alive = obj   # the signature only holds weak references to the variables
     params = sum(int(v.shape.num_elements() or 0) for v in getattr(obj, "variables", []))
     return call, ins, params
 
