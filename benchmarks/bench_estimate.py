@@ -1,0 +1,85 @@
+"""Latency estimate against measured instruction counts and published figures.
+
+Prints, for every model of ../shared/truth/instructions_cortex_m4.json and the
+held-out models of tests/data/estimate/holdout.json: measured vs estimated
+instructions (total and worst operator with >= 5% of the model), then the estimate
+in ms at 64 MHz next to the published latencies of reference/board.md, and the
+time the estimate takes.
+
+Run: python benchmarks/bench_estimate.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SHARED = Path(os.environ.get("NANOML_SHARED", ROOT.parent / "shared"))
+
+from nanoml.model.tflite import load  # noqa: E402
+from nanoml.profile.estimate import estimate_layers  # noqa: E402
+
+RUNTIME, CLOCK, CPI = "chirale_2.0.0", 64_000_000, 1.25
+
+
+def compare(title: str, measured: dict, model_dir: Path) -> None:
+    print(f"\n{title}")
+    print(f"{'model':40s} {'measured':>12s} {'estimate':>12s} {'error':>8s} {'worst op >=5%':>22s}")
+    for name, m in sorted(measured.items()):
+        path = model_dir / name
+        if not path.exists():
+            continue
+        layers, total, _, _ = estimate_layers(load(path), RUNTIME, CLOCK, CPI)
+        t = m["total_instructions"]
+        worst, wop = 0.0, "-"
+        for rec in m["ops"]:
+            if rec["instructions"] >= 0.05 * t:
+                e = layers[rec["index"]].instructions / rec["instructions"] - 1
+                if abs(e) >= abs(worst):
+                    worst, wop = e, f"{rec['index']}:{rec['op'][:12]} {e:+.1%}"
+        print(f"{name:40s} {t:12,d} {total:12,d} {total / t - 1:+8.1%} {wop:>22s}")
+
+
+def published() -> None:
+    print("\nPublished latencies (reference/board.md) next to the estimate at 64 MHz, CPI 1.25")
+    rows = [("person_detect.tflite", "person detection, Nano 33 BLE Sense, 2021 library",
+             "about 1200 ms")]
+    for name, what, fig in rows:
+        p = SHARED / "models" / name
+        if p.exists():
+            _, total, _, _ = estimate_layers(load(p), RUNTIME, CLOCK, CPI)
+            print(f"  {what}: published {fig}; estimate {total * CPI / CLOCK * 1000:.0f} ms "
+                  f"({total:,} instructions)")
+    print("  MLPerf Tiny v0.5 reference (TFLM, Cortex-M4 at 120 MHz): KWS 181.9 ms, VWW 600.6 ms, "
+          "IC 704.2 ms, AD 10.05 ms;\n  the same cycles at 64 MHz would be x1.875: KWS 341 ms, "
+          "VWW 1126 ms, IC 1320 ms, AD 18.8 ms (models not in ../shared; see docs/profile.md).")
+
+
+def main() -> int:
+    truth = SHARED / "truth" / "instructions_cortex_m4.json"
+    if truth.exists():
+        compare("Shared truth (Chirale 2.0.0, Cortex-M4, instructions per Invoke)",
+                json.loads(truth.read_text())["models"], SHARED / "models")
+    else:
+        print("../shared not present: shared comparison skipped")
+    data = ROOT / "tests" / "data" / "estimate"
+    compare("Held-out generated models (never used for fitting)",
+            json.loads((data / "holdout.json").read_text())["models"], data / "models")
+    published()
+    models = sorted((SHARED / "models").glob("*.tflite")) if (SHARED / "models").exists() else []
+    if models:
+        t0 = time.perf_counter()
+        for p in models:
+            estimate_layers(load(p), RUNTIME, CLOCK, CPI)
+        dt = time.perf_counter() - t0
+        print(f"\nestimate time: {dt * 1000 / len(models):.1f} ms per model over {len(models)} models")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

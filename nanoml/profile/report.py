@@ -1,0 +1,105 @@
+"""`profile --report`: the profile as Markdown (text bars) or self-contained HTML
+(inline CSS bars, no scripts, no external resources). Returns strings; the CLI
+writes the file."""
+
+from __future__ import annotations
+
+import html
+
+from .result import ProfileResult
+
+_SOURCE = {"device": "measured on the board", "sim": "virtual board (simulated timings)",
+           "estimate": "estimated (cost model, no board)"}
+
+
+def _fmt_bytes(n: int | None) -> str:
+    return "-" if n is None else f"{n:,} B"
+
+
+def _summary(r: ProfileResult) -> list[tuple[str, str]]:
+    rows = [("source", _SOURCE.get(r.source, r.source)), ("model", r.model),
+            ("board", r.board), ("runtime", r.runtime),
+            ("clock", f"{r.clock_hz / 1e6:g} MHz")]
+    lat = r.latency
+    if r.source == "estimate":
+        rows.append(("latency", f"{lat.mean:.3f} ms (estimate)"))
+        rows.append(("instructions", f"{r.instructions:,}"))
+        rows.append(("CPI", f"{r.cpi:g}"))
+    else:
+        rows.append(("latency", f"mean {lat.mean:.3f} ms, p50 {lat.p50:.3f} ms, "
+                                f"p99 {lat.p99:.3f} ms over {lat.runs} runs"))
+    rows.append(("MACs", f"{r.total_macs:,}"))
+    rows.append(("arena (minimal / used)",
+                 f"{_fmt_bytes(r.arena_min_bytes)} / {_fmt_bytes(r.arena_used_bytes)}"))
+    if r.flash_bytes is not None or r.ram_bytes is not None:
+        rows.append(("flash / RAM (build)", f"{_fmt_bytes(r.flash_bytes)} / {_fmt_bytes(r.ram_bytes)}"))
+    if r.arena_recorded:
+        rows.append(("arena recorded in", r.arena_recorded))
+    return rows
+
+
+def _cpm(layer) -> str:
+    v = layer.cycles_per_mac
+    return "-" if v is None else f"{v:.2f}"
+
+
+def to_markdown(r: ProfileResult, width: int = 30) -> str:
+    out = [f"# nanoml profile: {r.model}", ""]
+    out += ["| | |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in _summary(r)]
+    out += ["", "## Per operator", "",
+            "| # | op | output shape | MACs | cycles | ms | % | cycles/MAC |",
+            "|---:|---|---|---:|---:|---:|---:|---:|"]
+    for layer in r.layers:
+        out.append(f"| {layer.index} | {layer.op} | {'x'.join(map(str, layer.output_shape))} | "
+                   f"{layer.macs:,} | {layer.cycles:,.0f} | {layer.ms:.3f} | "
+                   f"{100 * layer.share:.1f} | {_cpm(layer)} |")
+    out += ["", "## Time per operator", "", "```"]
+    top = max((layer.share for layer in r.layers), default=0) or 1.0
+    label_w = max((len(f"{layer.index} {layer.op}") for layer in r.layers), default=4)
+    for layer in r.layers:
+        n = layer.share / top * width
+        bar = "#" * int(n) + ("+" if n - int(n) >= 0.5 else "")
+        out.append(f"{f'{layer.index} {layer.op}':<{label_w}} |{bar:<{width + 1}} "
+                   f"{layer.ms:8.3f} ms {100 * layer.share:5.1f}%")
+    out.append("```")
+    if r.notes:
+        out += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
+    return "\n".join(out) + "\n"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{padding:2px 8px;border-bottom:1px solid #ddd}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+.bar{background:#eee;width:320px;height:14px;position:relative}
+.bar span{display:block;height:14px;background:#3b7dd8}"""
+
+
+def to_html(r: ProfileResult) -> str:
+    e = html.escape
+    top = max((layer.share for layer in r.layers), default=0) or 1.0
+    rows = []
+    for layer in r.layers:
+        pct = 100 * layer.share / top
+        rows.append(
+            f"<tr><td class=n>{layer.index}</td><td>{e(layer.op)}</td>"
+            f"<td>{e('x'.join(map(str, layer.output_shape)))}</td><td class=n>{layer.macs:,}</td>"
+            f"<td class=n>{layer.cycles:,.0f}</td><td class=n>{layer.ms:.3f}</td>"
+            f"<td class=n>{100 * layer.share:.1f}</td><td class=n>{_cpm(layer)}</td>"
+            f"<td><div class=bar title='{100 * layer.share:.1f}%'>"
+            f"<span style='width:{pct:.1f}%'></span></div></td></tr>")
+    summary = "".join(f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _summary(r))
+    notes = "".join(f"<li>{e(n)}</li>" for n in r.notes)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>nanoml profile: {e(r.model)}</title><style>{_CSS}</style></head><body>"
+            f"<h1>nanoml profile</h1><table>{summary}</table>"
+            "<h2>Per operator</h2><table><tr><th>#</th><th>op</th><th>output shape</th>"
+            "<th>MACs</th><th>cycles</th><th>ms</th><th>%</th><th>cycles/MAC</th>"
+            f"<th>time</th></tr>{''.join(rows)}</table>"
+            + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
+            + "</body></html>\n")
+
+
+def render(r: ProfileResult, path: str) -> str:
+    """Report text for a file name: .html/.htm -> HTML, anything else -> Markdown."""
+    return to_html(r) if path.lower().endswith((".html", ".htm")) else to_markdown(r)
