@@ -280,3 +280,45 @@ def test_calib_misc_errors(tmp_path):
     with pytest.raises(InputError) as e:
         load_calibration(tmp_path / "a.npy", [InputSpec("a", (4, 3)), InputSpec("b", (1,))])
     assert ".npz" in e.value.hint
+
+
+# ------------------------------------------------ the committed example models (no TensorFlow)
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize("name", ["gesture", "sine"])
+def test_example_models(name):
+    from nanoml.runtimes import all_runtimes
+    d = EXAMPLES_DIR / name
+    m = load(d / f"{name}_int8.tflite")
+    assert (d / f"{name}_int8.tflite").stat().st_size < 50_000
+    assert [t.dtype for t in m.input_tensors + m.output_tensors] == ["int8", "int8"]
+    assert m.input_tensors[0].shape[0] == 1
+    assert not {o.op for o in m.operators} & DYNAMIC
+    for rt in all_runtimes().values():
+        for o in m.operators:
+            assert rt.support(o.op, o.version)[0], (rt.id, o.op, o.version)
+    x = np.load(d / "inputs.npy")
+    assert x.dtype == np.float32 and list(x.shape[1:]) == m.input_tensors[0].shape[1:]
+    info = json.loads((d / "info.json").read_text())
+    assert info["tflite_bytes"] == (d / f"{name}_int8.tflite").stat().st_size
+
+
+def test_gesture_example_classifies_its_inputs():
+    from nanoml.model.convert import run_tflm
+    d = EXAMPLES_DIR / "gesture"
+    x, y = np.load(d / "inputs.npy"), np.load(d / "labels.npy")
+    probs = run_tflm((d / "gesture_int8.tflite").read_bytes(), [x])[0]
+    assert probs.shape == (len(y), 4)
+    assert (probs.argmax(1) == y).mean() >= 0.9
+    assert set(y.tolist()) == {0, 1, 2, 3}
+
+
+def test_sine_example_follows_sine():
+    from nanoml.model.convert import run_tflm
+    d = EXAMPLES_DIR / "sine"
+    x, y = np.load(d / "inputs.npy"), np.load(d / "labels.npy")
+    got = run_tflm((d / "sine_int8.tflite").read_bytes(), [x])[0]
+    err = np.abs(got - y)
+    assert err.mean() < 0.05 and err.max() < 0.25      # worst at the ends of [0, 2 pi]
