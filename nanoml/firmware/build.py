@@ -1,0 +1,153 @@
+"""`nanoml build` as a library: spec -> files on disk -> PlatformIO.
+
+    result = build(BuildOptions(model="m.tflite", ...), on_line=...)
+
+Never prints; the CLI renders the BuildResult.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ToolError, UsageError
+from .offline import LocalPackages, lib_dep_name, load_local_packages
+from .pio import DEFAULT_BUILD_TIMEOUT, PioResult, pio_command, run_pio
+from .project import WriteReport, read_manifest, sync_files
+from .render import platformio_env, render_project
+from .spec import FirmwareSpec, make_spec
+
+_SKETCH_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+@dataclass
+class BuildOptions:
+    model: str | Path
+    board: str | None = None
+    runtime: str | None = None
+    input: str = "serial"
+    out: str | Path | None = None
+    fmt: str = "platformio"
+    arena: str | int | None = None
+    arena_margin: str | int | None = None
+    rate_hz: int | None = None
+    interval_ms: int = 0
+    profile: bool = False
+    compile: bool = True
+    force: bool = False
+    config: str | Path | None = None
+    packages_dir: str | Path | None = None
+    verbose: bool = False
+    timeout: float = DEFAULT_BUILD_TIMEOUT
+    cwd: Path | None = None
+
+
+@dataclass
+class BuildResult:
+    spec: FirmwareSpec
+    project_dir: Path
+    files: WriteReport
+    local: LocalPackages | None
+    pio: PioResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.pio is not None and not self.pio.ok:
+            return ToolError.exit_code
+        return 0
+
+    def limits(self) -> dict:
+        """Used vs board limits from PlatformIO's size report."""
+        out = {}
+        if self.pio is None:
+            return out
+        b = self.spec.board
+        for key, total in (("Flash", b.flash_bytes), ("RAM", b.ram_bytes)):
+            u = self.pio.usage.get(key)
+            if u:
+                out[key.lower()] = {"used_bytes": u.used, "board_bytes": total,
+                                    "free_bytes": total - u.used,
+                                    "percent": round(100.0 * u.used / total, 1)}
+        return out
+
+    def to_json(self) -> dict:
+        return {"project_dir": str(self.project_dir), "format": self.spec.fmt,
+                "spec": self.spec.to_json(), "files": self.files.to_json(),
+                "local_packages": self.local.to_json() if self.local else None,
+                "compiled": self.pio is not None,
+                "pio": self.pio.to_json() if self.pio else None,
+                "limits": self.limits(), "notes": self.notes, "exit_code": self.exit_code}
+
+
+def default_out_dir(spec: FirmwareSpec, cwd: Path) -> Path:
+    if spec.fmt == "arduino":
+        return cwd / spec.name
+    return cwd / f"{spec.name}-firmware"
+
+
+def pio_context(spec: FirmwareSpec) -> dict:
+    return {"board": spec.board, "arena": spec.arena.size, "model_bytes": spec.model.size,
+            "libraries": [lib_dep_name(d) for d in spec.lib_deps]}
+
+
+def generate(opts: BuildOptions) -> BuildResult:
+    """Check, render and write the project (no compile)."""
+    cwd = Path(opts.cwd) if opts.cwd else Path.cwd()
+    spec = make_spec(opts.model, opts.board, opts.runtime, opts.input, opts.fmt, opts.arena,
+                     opts.arena_margin, opts.rate_hz, opts.interval_ms, opts.profile)
+    out = Path(opts.out) if opts.out else default_out_dir(spec, cwd)
+    if not out.is_absolute():
+        out = cwd / out
+    sketch_name = None
+    if spec.fmt == "arduino":
+        sketch_name = out.name
+        if not _SKETCH_NAME_RE.match(sketch_name):
+            raise UsageError(f"'{sketch_name}' cannot be an Arduino sketch name (the folder "
+                             f"names the sketch)", hint="use an --out folder named with letters, "
+                             "digits, '_', '-' or '.', starting with a letter or digit")
+    local = None
+    if spec.fmt == "platformio":
+        local = load_local_packages(spec.lib_deps, cwd=cwd, project_dir=out,
+                                    config=Path(opts.config) if opts.config else None,
+                                    packages_dir=Path(opts.packages_dir) if opts.packages_dir else None)
+    elif opts.config or opts.packages_dir:
+        raise UsageError("local packages (--config/--packages-dir) apply to --format platformio only")
+    files = render_project(spec, local, sketch_name)
+    meta = {"format": spec.fmt, "board": spec.board.id, "runtime": spec.runtime.id,
+            "input": spec.input, "profile": spec.profile, "model": Path(spec.model_path).name,
+            "model_sha256": spec.model.sha256, "arena_bytes": spec.arena.size,
+            "env": platformio_env(spec) if spec.fmt == "platformio" else None}
+    report = sync_files(out, files, force=opts.force, meta=meta)
+    res = BuildResult(spec=spec, project_dir=out, files=report, local=local)
+    if report.kept:
+        res.notes.append("left in place (edited, no longer generated): " + ", ".join(report.kept))
+    return res
+
+
+def compile_project(project_dir: Path, spec: FirmwareSpec | None = None,
+                    on_line: Callable[[str], None] | None = None,
+                    timeout: float = DEFAULT_BUILD_TIMEOUT, verbose: bool = False,
+                    environment: str | None = None) -> PioResult:
+    cmd = pio_command(project_dir, environment=environment, verbose=verbose)
+    return run_pio(cmd, on_line=on_line, timeout=timeout,
+                   context=pio_context(spec) if spec else None)
+
+
+def build(opts: BuildOptions, on_line: Callable[[str], None] | None = None) -> BuildResult:
+    res = generate(opts)
+    if opts.compile and res.spec.fmt == "platformio":
+        res.pio = compile_project(res.project_dir, res.spec, on_line, opts.timeout, opts.verbose,
+                                  platformio_env(res.spec))
+    elif opts.compile and res.spec.fmt == "arduino":
+        res.notes.append(f"Arduino sketch: compile it with arduino-cli compile -b "
+                         f"{res.spec.board.fqbn} {res.project_dir} (or the Arduino IDE)")
+    return res
+
+
+def project_meta(project_dir: Path) -> dict:
+    """What nanoml recorded about a generated project ({} when not generated by nanoml)."""
+    m = read_manifest(project_dir)
+    return {k: v for k, v in m.items() if k != "files"}

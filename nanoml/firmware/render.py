@@ -1,0 +1,168 @@
+"""Render a FirmwareSpec into project files (path -> bytes), from sketches/.
+
+Layouts:
+  platformio: platformio.ini + src/<files>
+  arduino:    <name>.ino + <files> (the folder itself is the sketch, named <name>)
+
+Files (all owned by nanoml; see project.py for how they are written):
+  main.cpp / <name>.ino   Arduino + TFLM glue; independent of the model
+  model_data.h/.cpp       the model array (the only file a model swap must change)
+  nanoml_ops.h/.cpp       MicroMutableOpResolver<N> with exactly the model's ops
+  nanoml_buffers.h/.cpp   tensor arena and line/output buffers sized for the model
+  nanoml_config.h         build options (board, runtime, input, rates, profile)
+  nanoml_app.h/.cpp       Arduino/TFLM-free helpers (quantization, windows, lines)
+  nanoml_protocol.h       the serial protocol (sketches/common)
+  nanoml_cycles.h         DWT cycle counter
+  nanoml_input.h/.cpp     imu / mic input only
+  nanoml_profiler.h       profiling firmware only
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from ..resources import data_dir
+from .offline import LocalPackages, lib_dep_name
+from .spec import (BAUD, HELLO_PERIOD_MS, MAX_OP_EVENTS, MIC_RING_SAMPLES, SERIAL_WAIT_MS,
+                   FirmwareSpec)
+
+# Copied verbatim (no template).
+STATIC_FILES = ("model_data.h", "nanoml_ops.h", "nanoml_buffers.h", "nanoml_app.h",
+                "nanoml_app.cpp", "nanoml_cycles.h")
+PROTOCOL_HEADER = "common/nanoml_protocol.h"
+_HEX = [f"0x{b:02x}" for b in range(256)]
+
+
+@lru_cache(maxsize=1)
+def _env():
+    import jinja2
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_dir("sketches"))),
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+        autoescape=False)
+
+
+def model_bytes_text(data: bytes, per_line: int = 16) -> str:
+    """The model as C array initializer lines: '    0x1c, 0x00, ...,'."""
+    hx = _HEX
+    lines = []
+    for i in range(0, len(data), per_line):
+        lines.append("    " + ", ".join(hx[b] for b in data[i:i + per_line]) + ",")
+    return "\n".join(lines)
+
+
+def _c_string(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def platformio_env(spec: FirmwareSpec) -> str:
+    return spec.board.id
+
+
+def arduino_libraries(spec: FirmwareSpec) -> list[str]:
+    libs = []
+    rt = spec.runtime
+    libs.append(rt.arduino_library or f"{rt.name} (from {rt.lib_deps})")
+    if spec.imu:
+        libs.append(spec.imu["library"].split("/", 1)[-1])
+    return libs
+
+
+def ini_sources(spec: FirmwareSpec, local: LocalPackages | None) -> tuple[str, list[str], list[str]]:
+    """(platform, platform_packages, lib_deps) with local sources substituted."""
+    platform = spec.board.platformio["platform"]
+    packages: list[str] = []
+    lib_deps = list(spec.lib_deps)
+    if local is not None:
+        if local.platform:
+            platform = local.platform
+        packages = [f"{name} @ {url}" for name, url in sorted(local.packages.items())]
+        lib_deps = [local.library_url(d) or d for d in lib_deps]
+    return platform, packages, lib_deps
+
+
+def context(spec: FirmwareSpec, local: LocalPackages | None = None,
+            sketch_name: str | None = None) -> dict:
+    m = spec.model
+    platform, packages, lib_deps = ini_sources(spec, local)
+    return {
+        "nanoml_version": spec.nanoml_version,
+        "fmt": spec.fmt,
+        "sketch_name": sketch_name or spec.name,
+        "model_file": Path(spec.model_path).name,
+        "model_file_c": _c_string(Path(spec.model_path).name),
+        "model_name": spec.name,
+        "model_size": m.size,
+        "model_sha256": m.sha256,
+        "op_sequence": spec.op_sequence,
+        "ops": spec.ops,
+        "board": spec.board,
+        "runtime": spec.runtime,
+        "input": spec.input,
+        "profile": spec.profile,
+        "arena": spec.arena,
+        "line_bytes": spec.line_bytes,
+        "output_capacity": spec.output_capacity,
+        "baud": BAUD,
+        "serial_wait_ms": SERIAL_WAIT_MS,
+        "hello_period_ms": HELLO_PERIOD_MS,
+        "rate_hz": spec.rate_hz or 1,
+        "interval_ms": spec.interval_ms,
+        "max_op_events": MAX_OP_EVENTS,
+        "mic_ring_samples": MIC_RING_SAMPLES,
+        "imu": spec.imu,
+        "mic": spec.mic,
+        "env": platformio_env(spec),
+        "platform": platform,
+        "platform_packages": packages,
+        "lib_deps": lib_deps,
+        "lib_names": [lib_dep_name(d) for d in spec.lib_deps],
+        "build_flags": spec.build_flags,
+        "static_memory": spec.static_memory,
+        "local": local,
+        "arduino_libraries": arduino_libraries(spec),
+    }
+
+
+def render_sources(spec: FirmwareSpec, ctx: dict) -> dict[str, str]:
+    """Source files by bare name (main.cpp included)."""
+    env = _env()
+    sk = data_dir("sketches")
+    out: dict[str, str] = {}
+    for name in STATIC_FILES:
+        out[name] = (sk / "firmware" / name).read_text()
+    proto = sk / PROTOCOL_HEADER
+    if not proto.is_file():
+        raise FileNotFoundError(f"{proto} is missing from this nanoml installation")
+    out["nanoml_protocol.h"] = proto.read_text()
+    for name in ("main.cpp", "nanoml_config.h", "nanoml_ops.cpp", "nanoml_buffers.cpp"):
+        out[name] = env.get_template(f"firmware/{name}.j2").render(ctx)
+    out["model_data.cpp"] = env.get_template("firmware/model_data.cpp.j2").render(
+        dict(ctx, model_bytes_text=model_bytes_text(spec.model.raw)))
+    if spec.input in ("imu", "mic"):
+        out["nanoml_input.h"] = (sk / "firmware" / "nanoml_input.h").read_text()
+        out["nanoml_input.cpp"] = env.get_template(
+            f"firmware/nanoml_input_{spec.input}.cpp.j2").render(ctx)
+    if spec.profile:
+        out["nanoml_profiler.h"] = (sk / "firmware" / "nanoml_profiler.h").read_text()
+    return out
+
+
+def render_project(spec: FirmwareSpec, local: LocalPackages | None = None,
+                   sketch_name: str | None = None) -> dict[str, bytes]:
+    """All files of the project, by path relative to the project folder.
+
+    Arduino sketches are named after their folder: pass that as sketch_name."""
+    sketch_name = sketch_name or spec.name
+    ctx = context(spec, local, sketch_name)
+    sources = render_sources(spec, ctx)
+    files: dict[str, bytes] = {}
+    if spec.fmt == "platformio":
+        files["platformio.ini"] = _env().get_template("platformio/platformio.ini.j2").render(ctx).encode()
+        for name, text in sources.items():
+            files[f"src/{name}"] = text.encode()
+    else:
+        for name, text in sources.items():
+            files[f"{sketch_name}.ino" if name == "main.cpp" else name] = text.encode()
+    return files

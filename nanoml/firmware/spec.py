@@ -1,0 +1,276 @@
+"""What a firmware build is made of: model, board, runtime, input, ops, arena.
+
+`make_spec()` checks everything that can be checked before compiling (the
+model's ops against the runtime profile, the input source against the model
+and the board, the footprint against the board) and returns a FirmwareSpec that
+`render.py` turns into files.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..boards import Board, get_board
+from ..errors import UsageError
+from ..model.tflite import Model, load
+from ..runtimes import Runtime, get_runtime
+from .arena import ArenaPlan, plan_arena
+
+INPUTS = ("serial", "synthetic", "imu", "mic")
+FORMATS = ("platformio", "arduino")
+SUPPORTED_SAMPLE_TYPES = ("float32", "int8", "uint8", "int16")
+IMU_CHANNELS = {3: "accelerometer", 6: "accelerometer + gyroscope",
+                9: "accelerometer + gyroscope + magnetometer"}
+MIC_RATES = (16_000, 41_667)      # PDM rates the nRF52840 mbed core supports
+DEFAULT_IMU_RATE = 100
+DEFAULT_MIC_RATE = 16_000
+BAUD = 115_200
+SERIAL_WAIT_MS = 2_000
+HELLO_PERIOD_MS = 5_000
+MAX_OP_EVENTS = 256
+MIC_RING_SAMPLES = 4_096          # 256 ms at 16 kHz
+FLOAT_CHARS = 15                  # longest %.6g float the device writes ("-1.23457e+06" ...)
+
+
+@dataclass(frozen=True)
+class OpEntry:
+    name: str          # builtin name, or the custom code of a CUSTOM op
+    resolver: str      # MicroMutableOpResolver method
+    custom: bool = False
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "resolver": self.resolver, "custom": self.custom}
+
+
+@dataclass
+class FirmwareSpec:
+    model_path: Path
+    model: Model
+    name: str                    # C/Arduino-safe name from the model file
+    board: Board
+    runtime: Runtime
+    input: str
+    fmt: str
+    rate_hz: int
+    interval_ms: int
+    profile: bool
+    ops: list[OpEntry]           # unique, sorted: the resolver's content
+    op_sequence: list[str]       # execution order (hello line)
+    arena: ArenaPlan
+    line_bytes: int
+    output_capacity: int
+    static_memory: bool          # library built with -DTF_LITE_STATIC_MEMORY
+    build_flags: list[str]
+    lib_deps: list[str]
+    imu: dict | None = None
+    mic: dict | None = None
+    footprint: object | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def nanoml_version(self) -> str:
+        return __version__
+
+    def to_json(self) -> dict:
+        return {
+            "model": {"path": str(self.model_path), "name": self.name, "bytes": self.model.size,
+                      "sha256": self.model.sha256},
+            "board": self.board.id, "runtime": self.runtime.id, "input": self.input,
+            "format": self.fmt, "rate_hz": self.rate_hz if self.input in ("imu", "mic") else None,
+            "profile": self.profile,
+            "ops": [o.to_json() for o in self.ops], "arena": self.arena.to_json(),
+            "static_memory": self.static_memory, "build_flags": self.build_flags,
+            "lib_deps": self.lib_deps,
+            "footprint": self.footprint.to_json() if self.footprint is not None else None,
+            "warnings": self.warnings,
+        }
+
+
+def channel_dim(shape: list[int]) -> int:
+    """The last dimension above 1 (the firmware's channel_dim()): [1, 64, 3, 1] -> 3."""
+    for d in reversed(shape or []):
+        if d > 1:
+            return d
+    return 1
+
+
+def c_name(stem: str) -> str:
+    """A C identifier / Arduino sketch name from a file name."""
+    s = re.sub(r"[^A-Za-z0-9_]", "_", stem).strip("_") or "model"
+    if s[0].isdigit():
+        s = "m_" + s
+    return s
+
+
+def resolve_ops(model: Model, runtime: Runtime) -> tuple[list[OpEntry], list[str]]:
+    """The resolver entries (unique, sorted) and the execution-order names.
+
+    Raises UsageError naming every operator the runtime cannot run."""
+    entries: dict[str, OpEntry] = {}
+    sequence: list[str] = []
+    problems: list[str] = []
+    for op in model.operators:
+        if op.op == "CUSTOM":
+            code = op.custom_code or ""
+            ok, why = runtime.support_custom(code)
+            if ok:
+                entries.setdefault("CUSTOM:" + code,
+                                   OpEntry(code, runtime.custom_ops[code], custom=True))
+            elif why not in problems:
+                problems.append(why)
+            sequence.append(code)
+            continue
+        ok, why = runtime.support(op.op, op.version)
+        if ok:
+            entries.setdefault(op.op, OpEntry(op.op, runtime.ops[op.op].resolver))
+        elif why not in problems:
+            problems.append(why)
+        sequence.append(op.op)
+    if problems:
+        raise UsageError(
+            f"{Path(model.path).name} cannot run on {runtime.name} {runtime.version}: "
+            + "; ".join(problems),
+            hint="see `nanoml inspect MODEL`; try the other --runtime, or convert the model "
+                 "with ops the library has")
+    if not entries:
+        raise UsageError(f"{Path(model.path).name} has no operators")
+    return sorted(entries.values(), key=lambda e: e.name), sequence
+
+
+def _tensor_text_len(t) -> int:
+    return len(t.dtype) + 1 + len("x".join(str(d) for d in t.shape))
+
+
+def line_buffer_bytes(model: Model, op_sequence: list[str], n_outputs_total: int,
+                      quantized_outputs: bool) -> int:
+    """Bytes for the longest line the firmware writes (hello or res), with room to spare."""
+    hello = (200 + sum(len(o) + 1 for o in op_sequence)
+             + sum(_tensor_text_len(t) + 1 for t in model.input_tensors + model.output_tensors))
+    res = 64 + n_outputs_total * (FLOAT_CHARS + 1)
+    if quantized_outputs:
+        res += n_outputs_total * 12
+    need = max(hello, res, 256) + 64
+    return (need + 63) // 64 * 64
+
+
+def build_flags(static_memory: bool, profile: bool) -> list[str]:
+    flags = []
+    if static_memory:
+        flags.append("-DTF_LITE_STATIC_MEMORY")
+    flags.append("-DNDEBUG")
+    if not profile:
+        # Drops TFLM's error strings (flash) and its profiler hook; the
+        # profiling firmware needs the hook, so it keeps them.
+        flags.append("-DTF_LITE_STRIP_ERROR_STRINGS")
+    return flags
+
+
+def _check_input(model: Model, board: Board, source: str, rate: int | None) -> tuple[int, dict | None, dict | None, list[str]]:
+    ins = model.input_tensors
+    warnings: list[str] = []
+    if source not in INPUTS:
+        raise UsageError(f"unknown input source '{source}'", hint=f"use one of: {', '.join(INPUTS)}")
+    if source in ("serial", "imu", "mic") and len(ins) != 1:
+        raise UsageError(f"--input {source} needs a model with one input tensor "
+                         f"({Path(model.path).name} has {len(ins)})",
+                         hint="use --input synthetic for benchmarking")
+    imu = mic = None
+    if source == "imu":
+        imu = board.sensors.get("imu")
+        if not imu:
+            raise UsageError(f"{board.name} has no IMU in its board profile")
+        t = ins[0]
+        ch = channel_dim(t.shape)
+        if ch not in IMU_CHANNELS:
+            raise UsageError(
+                f"--input imu needs 3, 6 or 9 channels (accelerometer, + gyroscope, "
+                f"+ magnetometer) as the input's last dimension above 1; "
+                f"{Path(model.path).name}'s input is {t.dtype} {t.shape}",
+                hint="shape the model's input as [1, window, channels] (or [1, window, channels, 1])")
+        if t.dtype not in SUPPORTED_SAMPLE_TYPES:
+            raise UsageError(f"--input imu cannot fill a {t.dtype} input tensor")
+        odr = int(imu.get("odr_hz", DEFAULT_IMU_RATE))
+        rate = rate or min(DEFAULT_IMU_RATE, odr)
+        if rate <= 0 or rate > odr:
+            raise UsageError(f"--rate {rate} Hz: the {imu['part']} runs at {odr} Hz with "
+                             f"{imu['library']}", hint=f"use --rate {odr} or lower")
+        imu = dict(imu, odr_hz=odr, channels=ch, window=t.elements // ch)
+    elif source == "mic":
+        mic = board.sensors.get("mic")
+        if not mic:
+            raise UsageError(f"{board.name} has no microphone",
+                             hint="use a Sense board (--board nano33ble_sense or nano33ble_sense_rev2)")
+        t = ins[0]
+        if t.dtype not in SUPPORTED_SAMPLE_TYPES:
+            raise UsageError(f"--input mic cannot fill a {t.dtype} input tensor")
+        rate = rate or DEFAULT_MIC_RATE
+        if rate not in MIC_RATES:
+            raise UsageError(f"--rate {rate}: the PDM microphone runs at "
+                             f"{' or '.join(str(r) for r in MIC_RATES)} Hz")
+        mic = dict(mic, window=t.elements)
+        if t.dtype != "int16" and (t.quant is None) and t.dtype != "float32":
+            warnings.append(f"input {t.dtype} has no quantization: samples are stored as s/32768")
+    else:
+        rate = rate or 0
+    return rate, imu, mic, warnings
+
+
+def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: str | None = None,
+              input_source: str = "serial", fmt: str = "platformio", arena: str | int | None = None,
+              arena_margin: str | int | None = None, rate_hz: int | None = None,
+              interval_ms: int = 0, profile: bool = False) -> FirmwareSpec:
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
+    model_path = Path(model_path)
+    model = load(model_path)
+    board = get_board(board_id)
+    runtime = get_runtime(runtime_id)
+    ops, sequence = resolve_ops(model, runtime)
+    rate, imu, mic, warnings = _check_input(model, board, input_source, rate_hz)
+    if interval_ms < 0:
+        raise UsageError("--interval-ms must not be negative")
+
+    # The Arduino IDE cannot pass -DTF_LITE_STATIC_MEMORY to a library.
+    static_memory = runtime.static_memory and fmt == "platformio"
+    if fmt == "arduino" and runtime.static_memory:
+        warnings.append("Arduino sketch: the IDE cannot pass -DTF_LITE_STATIC_MEMORY to the "
+                        "library, so the arena is sized for a build without it")
+    if fmt == "arduino" and not runtime.arduino_library:
+        warnings.append(f"{runtime.name} is not in the Arduino library manager: install it from "
+                        f"{runtime.lib_deps}")
+    plan = plan_arena(model, runtime.id, static_memory, arena, arena_margin)
+
+    outputs_total = sum(t.elements for t in model.output_tensors)
+    quantized_outputs = all(t.quant is not None and t.dtype in ("int8", "uint8", "int16", "int32")
+                            for t in model.output_tensors)
+
+    from ..fit import estimate
+    fp = estimate(board, runtime, [o.op for o in model.operators if o.op != "CUSTOM"],
+                  model.size, plan.size)
+    if model.size + board.baseline_flash > board.flash_bytes:
+        raise UsageError(
+            f"{model_path.name} ({model.size:,} B) cannot fit the {board.flash_bytes:,} B of "
+            f"application flash of the {board.name} (an empty sketch already takes "
+            f"{board.baseline_flash:,} B)", hint="use a smaller model (fewer or int8 weights)")
+    if not fp.fits_flash:
+        warnings.append(f"estimated flash {fp.flash_bytes:,} B exceeds the board's "
+                        f"{board.flash_bytes:,} B: the link will probably fail")
+    if not fp.fits_ram:
+        warnings.append(f"estimated RAM {fp.ram_bytes:,} B (arena {plan.size:,} B) exceeds the "
+                        f"board's {board.ram_bytes:,} B: the link will probably fail")
+
+    lib_deps = [runtime.lib_deps]
+    if imu:
+        lib_deps.append(imu["library"])
+
+    return FirmwareSpec(
+        model_path=model_path, model=model, name=c_name(model_path.stem), board=board,
+        runtime=runtime, input=input_source, fmt=fmt, rate_hz=rate, interval_ms=interval_ms,
+        profile=profile, ops=ops, op_sequence=sequence, arena=plan,
+        line_bytes=line_buffer_bytes(model, sequence, outputs_total, quantized_outputs),
+        output_capacity=max(outputs_total, 1), static_memory=static_memory,
+        build_flags=build_flags(static_memory, profile) if fmt == "platformio" else [],
+        lib_deps=lib_deps, imu=imu, mic=mic, footprint=fp, warnings=warnings)
