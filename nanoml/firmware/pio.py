@@ -31,6 +31,7 @@ _STEP_RE = re.compile(r"^(Compiling|Archiving|Linking|Indexing|Building|Checking
 
 DEFAULT_BUILD_TIMEOUT = 1800     # first build downloads ~200 MB and compiles TFLM
 DEFAULT_UPLOAD_TIMEOUT = 180
+LOG_TAIL_LINES = 40
 
 
 @dataclass
@@ -62,7 +63,8 @@ class PioResult:
         return {"command": self.command, "returncode": self.returncode, "ok": self.ok,
                 "seconds": round(self.seconds, 2), "timed_out": self.timed_out,
                 "usage": {k.lower(): v.to_json() for k, v in self.usage.items()},
-                "advice": self.advice.to_json() if self.advice else None}
+                "advice": self.advice.to_json() if self.advice else None,
+                "log_tail": [] if self.ok else self.log[-LOG_TAIL_LINES:]}
 
 
 def parse_usage(lines) -> dict[str, Usage]:

@@ -112,15 +112,16 @@ def resolve_ops(model: Model, runtime: Runtime) -> tuple[list[OpEntry], list[str
     entries: dict[str, OpEntry] = {}
     sequence: list[str] = []
     problems: list[str] = []
+    custom_missing: list[str] = []
     for op in model.operators:
         if op.op == "CUSTOM":
             code = op.custom_code or ""
-            ok, why = runtime.support_custom(code)
+            ok, _ = runtime.support_custom(code)
             if ok:
                 entries.setdefault("CUSTOM:" + code,
                                    OpEntry(code, runtime.custom_ops[code], custom=True))
-            elif why not in problems:
-                problems.append(why)
+            elif code not in custom_missing:
+                custom_missing.append(code)
             sequence.append(code)
             continue
         ok, why = runtime.support(op.op, op.version)
@@ -129,6 +130,9 @@ def resolve_ops(model: Model, runtime: Runtime) -> tuple[list[OpEntry], list[str
         elif why not in problems:
             problems.append(why)
         sequence.append(op.op)
+    if custom_missing:
+        problems.append(f"custom op{'s' if len(custom_missing) > 1 else ''} "
+                        f"{', '.join(custom_missing)} not registered by the library")
     if problems:
         raise UsageError(
             f"{Path(model.path).name} cannot run on {runtime.name} {runtime.version}: "

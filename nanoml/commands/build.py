@@ -1,0 +1,151 @@
+"""`nanoml build MODEL`: generate the firmware project and compile it with PlatformIO."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._common import JSON_OPTION, console, emit_json, handle_errors
+
+INPUT_HELP = ("Input source: serial (host sends tensors), synthetic (test pattern, "
+              "benchmarking), imu (accelerometer/gyroscope windows), mic (PDM audio).")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("build")
+    def build_cmd(
+        model: Path = typer.Argument(..., help="The .tflite model."),
+        board: str = typer.Option(None, "--board", "-b", help="Board id (see `nanoml boards`)."),
+        runtime: str = typer.Option(None, "--runtime", "-r",
+                                    help="TFLM Arduino library profile (default chirale_2.0.0)."),
+        input_source: str = typer.Option("serial", "--input", "-i", help=INPUT_HELP),
+        out: Path = typer.Option(None, "--out", "-o",
+                                 help="Project folder (default ./<model>-firmware, or "
+                                      "./<model> for --format arduino). Updated in place."),
+        no_compile: bool = typer.Option(False, "--no-compile",
+                                        help="Write the project, do not run PlatformIO."),
+        arena: str = typer.Option(None, "--arena",
+                                  help="Force the tensor arena size (bytes, e.g. 20000 or 20K)."),
+        arena_margin: str = typer.Option(None, "--arena-margin",
+                                         help="Added to the predicted arena: bytes (1024, 2K) or "
+                                              "a percentage (10%). Default 1KiB."),
+        fmt: str = typer.Option("platformio", "--format", "-f",
+                                help="platformio (project folder) or arduino (sketch folder)."),
+        rate: int = typer.Option(None, "--rate",
+                                 help="Sample rate in Hz for --input imu (default 100) or mic "
+                                      "(16000)."),
+        interval_ms: int = typer.Option(0, "--interval-ms",
+                                        help="--input synthetic: pause between inferences."),
+        profile: bool = typer.Option(False, "--profile",
+                                     help="Profiling firmware: per-operator cycles ('op' lines) "
+                                          "and an arena bisection at start-up ('arena' line)."),
+        force: bool = typer.Option(False, "--force",
+                                   help="Overwrite files in --out that nanoml did not write or "
+                                        "that were edited."),
+        config: Path = typer.Option(None, "--config",
+                                    help="nanoml.toml with [offline] local package sources "
+                                         "(default: ./nanoml.toml if present)."),
+        packages_dir: Path = typer.Option(None, "--packages-dir",
+                                          help="Folder of local PlatformIO packages/libraries "
+                                               "for an offline build (docs/build.md)."),
+        timeout: float = typer.Option(1800, "--timeout", help="PlatformIO timeout, seconds."),
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="Show PlatformIO's output."),
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Generate a PlatformIO project (or Arduino sketch) for MODEL and compile it.
+
+        Exit 0: built (or written, with --no-compile); 2: bad input; 4: PlatformIO failed.
+        """
+        with handle_errors(json_out):
+            from ..firmware.build import BuildOptions, build, compile_project, generate
+            from ..firmware.render import platformio_env
+            opts = BuildOptions(model=model, board=board, runtime=runtime, input=input_source,
+                                out=out, fmt=fmt, arena=arena, arena_margin=arena_margin,
+                                rate_hz=rate, interval_ms=interval_ms, profile=profile,
+                                compile=not no_compile, force=force, config=config,
+                                packages_dir=packages_dir, verbose=verbose, timeout=timeout)
+            if json_out:
+                result = build(opts)
+                emit_json(result.to_json())
+                raise typer.Exit(result.exit_code)
+            c = console()
+            result = generate(opts)
+            render_generated(c, result)
+            if opts.compile and result.spec.fmt == "platformio":
+                result.pio = run_with_progress(
+                    c, "building", verbose,
+                    lambda on_line: compile_project(result.project_dir, result.spec, on_line,
+                                                    timeout, verbose,
+                                                    platformio_env(result.spec)))
+                render_compiled(c, result)
+            elif opts.compile:
+                c.print(f"compile it with: arduino-cli compile -b {result.spec.board.fqbn} "
+                        f"{result.project_dir}")
+            raise typer.Exit(result.exit_code)
+
+
+def run_with_progress(c, what: str, verbose: bool, fn):
+    """Run fn(on_line) with a spinner showing PlatformIO's current step."""
+    from rich.status import Status
+
+    from ..firmware.pio import step_of
+    if verbose:
+        return fn(lambda line: c.print(line, markup=False, highlight=False))
+    with Status(f"{what}...", console=c, spinner="dots") as status:
+        def on_line(line: str) -> None:
+            s = step_of(line)
+            if s:
+                status.update(f"{what}: {s}", )
+        return fn(on_line)
+
+
+def render_generated(c, result) -> None:
+    s = result.spec
+    f = result.files
+    a = s.arena
+    c.print(f"[bold]{result.project_dir}[/]  ({s.fmt}) {s.model_path.name} -> {s.board.name}, "
+            f"{s.runtime.name} {s.runtime.version}, input {s.input}"
+            + (", profiling" if s.profile else ""))
+    c.print(f"ops ({len(s.ops)}): " + ", ".join(o.name for o in s.ops))
+    if a.forced:
+        c.print(f"arena {a.size:,} B (forced; predicted minimum "
+                f"{a.predicted if a.predicted is not None else 'n/a'})")
+    else:
+        c.print(f"arena {a.size:,} B = predicted {a.predicted:,} B + margin {a.margin:,} B "
+                f"({a.margin_spec})" + ("" if a.static_memory else ", no TF_LITE_STATIC_MEMORY"))
+    if result.local:
+        c.print(f"local packages from {result.local.source}")
+    changed = f.written + f.removed
+    c.print(f"files: {len(f.written)} written, {len(f.unchanged)} unchanged"
+            + (f", {len(f.removed)} removed" if f.removed else "")
+            + (f"  ({', '.join(changed)})" if changed and len(changed) <= 6 else ""))
+    for w in s.warnings + result.notes:
+        c.print(f"[yellow]note:[/] {w}")
+
+
+def render_compiled(c, result) -> None:
+    from rich.table import Table
+    p = result.pio
+    if p is None:
+        return
+    if not p.ok:
+        adv = p.advice
+        if adv:
+            c.print(f"[red]error:[/] {adv.message}")
+            c.print(f"hint: {adv.hint}")
+            if adv.detail and adv.detail not in adv.message:
+                c.print(f"  ({adv.detail})", markup=False)
+        return
+    lim = result.limits()
+    t = Table(title=f"built in {p.seconds:.1f} s", show_edge=False)
+    for col in ("", "used", "board", "free", "%"):
+        t.add_column(col, justify="right" if col else "left")
+    for key in ("flash", "ram"):
+        if key in lim:
+            v = lim[key]
+            t.add_row(key.capitalize() if key == "flash" else "RAM", f"{v['used_bytes']:,} B",
+                      f"{v['board_bytes']:,} B", f"{v['free_bytes']:,} B", f"{v['percent']:.1f}")
+    if lim:
+        c.print(t)
+    c.print(f"upload: nanoml flash {result.project_dir}")

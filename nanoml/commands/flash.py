@@ -1,0 +1,127 @@
+"""`nanoml flash MODEL|PROJECT_DIR`: build when needed, upload through PlatformIO."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._common import JSON_OPTION, console, emit_json, handle_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("flash")
+    def flash_cmd(
+        target: Path = typer.Argument(..., help="A .tflite model, or a project folder written "
+                                                "by `nanoml build`."),
+        port: str = typer.Option(None, "--port", "-p",
+                                 help="Serial port (default: the board found by its USB id)."),
+        board: str = typer.Option(None, "--board", "-b", help="Board id (see `nanoml boards`)."),
+        monitor: bool = typer.Option(False, "--monitor", "-m",
+                                     help="Continue into `nanoml monitor` after the upload."),
+        runtime: str = typer.Option(None, "--runtime", "-r",
+                                    help="MODEL only: TFLM library profile."),
+        input_source: str = typer.Option("serial", "--input", "-i",
+                                         help="MODEL only: serial, synthetic, imu or mic."),
+        out: Path = typer.Option(None, "--out", "-o", help="MODEL only: project folder."),
+        arena: str = typer.Option(None, "--arena", help="MODEL only: force the arena size."),
+        arena_margin: str = typer.Option(None, "--arena-margin",
+                                         help="MODEL only: margin over the predicted arena."),
+        profile: bool = typer.Option(False, "--profile", help="MODEL only: profiling firmware."),
+        build_timeout: float = typer.Option(1800, "--build-timeout", help="Seconds."),
+        upload_timeout: float = typer.Option(180, "--upload-timeout", help="Seconds."),
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="Show PlatformIO's output."),
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Upload firmware to the board (sam-ba/bossac through PlatformIO).
+
+        Exit 0: uploaded; 2: bad input; 3: no board / no permission; 4: build or upload failed.
+        """
+        with handle_errors(json_out):
+            from ..firmware.build import BuildOptions
+            from ..firmware.upload import FlashOptions, flash
+            bopts = BuildOptions(model=target, board=board, runtime=runtime, input=input_source,
+                                 out=out, arena=arena, arena_margin=arena_margin, profile=profile,
+                                 verbose=verbose)
+            opts = FlashOptions(target=target, port=port, board=board, build=bopts,
+                                build_timeout=build_timeout, upload_timeout=upload_timeout,
+                                verbose=verbose)
+            if json_out:
+                result = flash(opts)
+                emit_json(result.to_json())
+                if result.ok and monitor:
+                    raise typer.Exit(_monitor(result, port, json_out))
+                raise typer.Exit(result.exit_code)
+            c = console()
+            result = _flash_with_progress(c, opts, verbose)
+            _render(c, result)
+            if result.ok and monitor:
+                raise typer.Exit(_monitor(result, port, json_out))
+            raise typer.Exit(result.exit_code)
+
+
+def _flash_with_progress(c, opts, verbose: bool):
+    from rich.status import Status
+
+    from ..firmware.pio import step_of
+    from ..firmware.upload import flash
+    if verbose:
+        return flash(opts, on_line=lambda line: c.print(line, markup=False, highlight=False),
+                     on_stage=lambda s: c.print(f"[bold]{s}[/]"))
+    with Status("preparing...", console=c, spinner="dots") as status:
+        current = {"stage": "preparing"}
+
+        def on_stage(s: str) -> None:
+            current["stage"] = s
+            status.update(f"{s}...")
+
+        def on_line(line: str) -> None:
+            s = step_of(line)
+            if s:
+                status.update(f"{current['stage']}: {s}")
+        return flash(opts, on_line=on_line, on_stage=on_stage)
+
+
+def _render(c, result) -> None:
+    plan = result.plan
+    if result.generated is not None:
+        from .build import render_generated
+        render_generated(c, result.generated)
+    if plan is not None:
+        c.print(f"board: {plan.board.name} on {plan.port.label()}")
+    if result.ok:
+        extra = ""
+        if result.bytes_written:
+            extra = f": {result.bytes_written:,} B"
+            if result.upload_seconds:
+                extra += f" in {result.upload_seconds:.1f} s"
+        c.print(f"[green]uploaded[/]{extra}")
+        return
+    adv = result.advice
+    if adv:
+        c.print(f"[red]error:[/] {adv.message}")
+        c.print(f"hint: {adv.hint}")
+        if adv.detail and adv.detail not in adv.message:
+            c.print(f"  ({adv.detail})", markup=False)
+
+
+def _monitor(result, port: str | None, json_out: bool) -> int:
+    """Continue into `nanoml monitor` (the monitor command module, when installed)."""
+    import importlib
+
+    try:
+        importlib.import_module("nanoml.commands.monitor")
+    except ModuleNotFoundError:
+        from ._common import fail
+        fail("`nanoml monitor` is not part of this nanoml version",
+             "open the port with any serial terminal at 115200 baud", 1, json_out)
+    import typer.main
+
+    from ..cli import app
+    args = ["monitor", "--board", result.plan.board.id]
+    if port:
+        args += ["--port", port]
+    if json_out:
+        args.append("--json")
+    rc = typer.main.get_command(app).main(args=args, standalone_mode=False)
+    return rc if isinstance(rc, int) else 0
