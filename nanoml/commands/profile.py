@@ -28,6 +28,11 @@ def register(app: typer.Typer) -> None:
                                           "(default: the model's directory)."),
         no_record: bool = typer.Option(False, "--no-record",
                                        help="Do not record the measured arena for `build`."),
+        no_flash: bool = typer.Option(False, "--no-flash",
+                                      help="The board already runs the profiling firmware: "
+                                           "do not build and flash it."),
+        timeout: float = typer.Option(120.0, "--timeout", min=1.0,
+                                      help="Seconds to wait for the runs (device, sim)."),
         report: Path = typer.Option(None, "--report",
                                     help="Also write a report: FILE.md (text bars) or FILE.html."),
         json_out: bool = JSON_OPTION,
@@ -56,7 +61,8 @@ def register(app: typer.Typer) -> None:
                 from ..profile.run import profile_on_board
                 result = profile_on_board(model, board=b, runtime=rt, runs=runs,
                                           port=port, sim=sim, project=project,
-                                          record=not no_record)
+                                          record=not no_record, flash=not no_flash,
+                                          timeout=timeout)
             if report is not None:
                 from ..profile.report import render
                 report.write_text(render(result, str(report)))
