@@ -332,6 +332,7 @@ class Message:
     fields: dict                       # decoded values (raw strings for unknown types/keys)
     known: bool = True                 # type is in MESSAGES
     extra: dict = field(default_factory=dict)   # keys not in the table (newer firmware)
+    raw: str = field(default="", repr=False)    # the line as received, without \r\n
 
     def to_json(self) -> dict:
         d = {"type": self.type}
@@ -370,6 +371,9 @@ Parsed = Message | Foreign | Corrupt
 
 def _text(line: bytes) -> str:
     return line.decode("utf-8", "replace")
+
+
+text_line = _text
 
 
 def parse_line(line: bytes) -> Parsed:
@@ -415,11 +419,11 @@ def parse_line(line: bytes) -> Parsed:
         except ProtocolError as e:
             return Corrupt("invalid", _text(line), f"{k}: {e}")
     if spec is None:
-        return Message(mtype, fields, known=False)
+        return Message(mtype, fields, known=False, raw=text_line(line))
     for f in spec.fields:
         if f.required and f.key not in fields:
             return Corrupt("invalid", _text(line), f"'{mtype}' without '{f.key}'")
-    return Message(mtype, fields, extra=extra)
+    return Message(mtype, fields, extra=extra, raw=text_line(line))
 
 
 def parse_lines(line: bytes) -> list[Parsed]:

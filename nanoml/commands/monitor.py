@@ -1,0 +1,252 @@
+"""`nanoml monitor`: watch a board (or a virtual one) run: rate, latency,
+outputs, protocol health; log everything it receives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._common import JSON_OPTION, emit_json, handle_errors
+
+RAW_LINES = 8          # raw lines kept under the live view
+MAX_BARS = 16          # outputs drawn as bars
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("monitor")
+    def monitor_cmd(
+        port: str = typer.Option(None, "--port", help="Serial port (default: find the board by USB id)."),
+        baud: int = typer.Option(115200, "--baud", help="Baud rate (USB CDC ignores it)."),
+        json_out: bool = JSON_OPTION,
+        log: Path = typer.Option(None, "--log", help="Append every record to FILE.jsonl or FILE.csv."),
+        count: int = typer.Option(None, "--count", help="Exit 0 after N results."),
+        duration: float = typer.Option(None, "--duration", help="Exit 0 after S seconds."),
+        raw: bool = typer.Option(False, "--raw", help="Print every received line as it is."),
+        labels: str = typer.Option(None, "--labels", help="Output labels, comma-separated (a,b,c)."),
+        sim: Path = typer.Option(None, "--sim", help="Start a virtual board running MODEL and attach to it."),
+        sim_rate: float = typer.Option(10.0, "--sim-rate", help="Inferences/s of the --sim board."),
+        board: str = typer.Option(None, "--board", help="Board profile (USB ids to look for)."),
+    ) -> None:
+        """Show live inference rate, latency and outputs from the board; log them."""
+        with handle_errors(json_out):
+            from ..boards import get_board
+            from ..errors import UsageError
+            from ..serial.log import RecordLogger
+            from ..serial.monitor import Connector, Monitor
+
+            if count is not None and count < 1:
+                raise UsageError("--count must be >= 1")
+            if duration is not None and duration <= 0:
+                raise UsageError("--duration must be > 0")
+            if sim and port:
+                raise UsageError("--sim and --port exclude each other",
+                                 hint="--sim starts its own virtual board and attaches to it")
+            b = get_board(board)
+            label_list = [x.strip() for x in labels.split(",")] if labels else None
+            logger = RecordLogger(log) if log else None
+            sim_proc = None
+            view = None
+            mon = None
+            try:
+                if sim:
+                    import os
+                    import tempfile
+
+                    from ..sim.process import SimProcess
+                    link = Path(tempfile.gettempdir()) / f"nanoml-{os.getuid()}" / \
+                        f"monitor-{os.getpid()}-sim"
+                    sim_proc = SimProcess.spawn(sim, rate_hz=sim_rate, link=link, board=b.id)
+                    port = sim_proc.link
+                mon = Monitor(Connector(b, port, baud), labels=label_list)
+                view = _make_view(json_out, raw, label_list)
+                try:
+                    for rec in mon.records(count=count, duration=duration):
+                        if logger:
+                            logger.write(rec)
+                        view.record(rec, mon)
+                except KeyboardInterrupt:
+                    mon.exit_reason = "interrupt"
+            finally:
+                if view is not None:
+                    view.close(mon)
+                if mon is not None:
+                    mon.close()
+                if logger:
+                    logger.close()
+                if sim_proc is not None:
+                    sim_proc.stop()
+            summary = {"type": "summary", "exit": mon.exit_reason, "port": mon.connector.current,
+                       **mon.stats.summary()}
+            if logger:
+                summary["log"] = str(log)
+            if json_out:
+                emit_json(summary)
+            else:
+                _print_summary(summary)
+
+
+# ---------------------------------------------------------------- views
+
+def _make_view(json_out: bool, raw: bool, labels):
+    if json_out:
+        return _JsonView()
+    if raw:
+        return _RawView()
+    from ._common import console
+    c = console()
+    if not c.is_terminal:
+        return _RawView()
+    return _LiveView(c, labels)
+
+
+class _JsonView:
+    def record(self, rec: dict, mon) -> None:
+        import sys
+
+        from ..serial.log import dumps
+        sys.stdout.write(dumps(rec) + "\n")
+        sys.stdout.flush()
+
+    def close(self, mon) -> None:
+        pass
+
+
+class _RawView:
+    """Lines as received on stdout; status and warnings on stderr."""
+
+    def record(self, rec: dict, mon) -> None:
+        import sys
+        if rec["type"] == "status":
+            sys.stderr.write(f"[{rec['event']}] {rec['message']}\n")
+            sys.stderr.flush()
+            return
+        if rec.get("warning"):
+            sys.stderr.write(f"warning: {rec['warning']}\n")
+        sys.stdout.write((mon.last_raw or "") + "\n")
+        sys.stdout.flush()
+
+    def close(self, mon) -> None:
+        pass
+
+
+class _LiveView:
+    def __init__(self, console, labels):
+        from collections import deque
+
+        from rich.live import Live
+        self.c = console
+        self.labels = labels
+        self.raw = deque(maxlen=RAW_LINES)
+        self.status = "connecting"
+        self.port = None
+        self.mon = None
+        self.warning = None
+        self.live = Live(get_renderable=self._render, console=console, refresh_per_second=8,
+                         transient=False)
+        self.live.start()
+
+    def record(self, rec: dict, mon) -> None:
+        self.mon = mon
+        if rec["type"] == "status":
+            self.status = rec["message"]
+            self.port = rec.get("port") or self.port
+            self.raw.append(("status", f"[{rec['event']}] {rec['message']}"))
+            return
+        if rec.get("warning"):
+            self.warning = rec["warning"]
+        style = {"foreign": "dim", "corrupt": "red"}.get(rec["type"], "")
+        self.raw.append((style, mon.last_raw or ""))
+
+    def close(self, mon) -> None:
+        self.mon = mon or self.mon
+        self.live.stop()
+
+    def _render(self):
+        from rich.console import Group
+        from rich.panel import Panel
+        from rich.table import Table
+        from rich.text import Text
+
+        mon = self.mon
+        parts = []
+        if mon is None:
+            return Panel(Text(self.status), title="nanoml monitor")
+        st = mon.stats
+        head = Table.grid(padding=(0, 2))
+        h = st.hello
+        if h:
+            head.add_row(f"model {h.get('model')}", f"board {h.get('board')}",
+                         f"runtime {h.get('runtime')}", f"fw {h.get('fw')}",
+                         f"input {h.get('input')}",
+                         f"arena {h.get('used', 0):,}/{h.get('arena', 0):,} B")
+        else:
+            head.add_row("waiting for the board's hello (sent every few seconds)")
+        parts.append(head)
+        if st.sim:
+            parts.append(Text("SIMULATED board: latency is host time, not the Nano's",
+                              style="bold yellow"))
+        if self.warning:
+            parts.append(Text(self.warning, style="bold red"))
+        lat = st.latency()
+        rate = st.rate(_now())
+
+        def f(v):
+            return "-" if v is None else f"{v:,.0f}"
+        nums = Table.grid(padding=(0, 2))
+        nums.add_row(f"results {st.results:,}", f"rate {rate:.2f}/s" if rate is not None else "rate -",
+                     f"latency us: min {f(lat['min'])}  p50 {f(lat['p50'])}  p95 {f(lat['p95'])}  "
+                     f"max {f(lat['max'])}")
+        nums.add_row(f"corrupt {st.corrupt}", f"invalid {st.invalid}  foreign {st.foreign}",
+                     f"missed {st.missed}  restarts {st.restarts}  reconnects {st.reconnects}  "
+                     f"errors {st.errors}")
+        parts.append(nums)
+        if st.last_err:
+            parts.append(Text(f"last error: {st.last_err}", style="red"))
+        if st.last_out:
+            parts.append(self._bars(st))
+        raw = Text()
+        for style, line in self.raw:
+            raw.append(line[:200] + "\n", style=style or None)
+        parts.append(Panel(raw, title="raw", title_align="left"))
+        return Panel(Group(*parts), title=f"nanoml monitor - {self.port or ''} - {self.status}",
+                     title_align="left")
+
+    def _bars(self, st):
+        from rich.table import Table
+        out = st.last_out
+        shown = out[:MAX_BARS]
+        lo, hi = min(shown), max(shown)
+        unit = lo >= 0 and hi <= 1
+        scale = 1.0 if unit else max(abs(lo), abs(hi)) or 1.0
+        t = Table.grid(padding=(0, 1))
+        width = 30
+        for i, v in enumerate(shown):
+            name = self.labels[i] if self.labels and i < len(self.labels) else str(i)
+            n = int(round(min(abs(v) / scale, 1.0) * width)) if v == v else 0
+            bar = ("█" * n).ljust(width)
+            style = "bold green" if i == st.last_top else ""
+            t.add_row(name, f"[{style}]{bar}[/]" if style else bar, f"{v:.6g}")
+        if len(out) > MAX_BARS:
+            t.add_row("…", f"{len(out) - MAX_BARS} more outputs", "")
+        return t
+
+
+def _now() -> float:
+    import time
+    return time.time()
+
+
+def _print_summary(s: dict) -> None:
+    import sys
+    lat = s["latency_us"]
+
+    def f(v):
+        return "-" if v is None else f"{v:,.0f}"
+    rate = f"{s['rate_hz']:.2f}/s" if s["rate_hz"] else "-"
+    sim = " (SIMULATED: host time)" if s["sim"] else ""
+    sys.stderr.write(
+        f"{s['exit'] or 'stopped'}: {s['results']} results at {rate}; latency us min {f(lat['min'])} "
+        f"p50 {f(lat['p50'])} p95 {f(lat['p95'])} max {f(lat['max'])}{sim}; corrupt {s['corrupt']}, "
+        f"invalid {s['invalid']}, foreign {s['foreign']}, missed {s['missed']}, "
+        f"reconnects {s['reconnects']}\n")

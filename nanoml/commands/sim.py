@@ -1,0 +1,93 @@
+"""`nanoml sim MODEL`: a virtual Nano 33 BLE Sense on a pseudo-terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._common import JSON_OPTION, console, emit_json, handle_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("sim")
+    def sim_cmd(
+        model: Path = typer.Argument(..., help="The .tflite model to run."),
+        input: str = typer.Option("synthetic", "--input",
+                                  help="synthetic: the firmware's test pattern at --rate; "
+                                       "serial: run on input frames the host sends."),
+        rate: float = typer.Option(10.0, "--rate", help="Synthetic inferences per second "
+                                                        "(0 = as fast as possible)."),
+        board: str = typer.Option(None, "--board", help="Board id announced in hello."),
+        runtime: str = typer.Option(None, "--runtime", help="Runtime id announced in hello."),
+        link: Path = typer.Option(None, "--link",
+                                  help="Stable symlink to the port, kept across sim restarts "
+                                       "(default: <tmp>/nanoml-<uid>/nanoml-sim)."),
+        no_link: bool = typer.Option(False, "--no-link", help="Create no symlink."),
+        count: int = typer.Option(None, "--count", help="Stop after N results."),
+        duration: float = typer.Option(None, "--duration", help="Stop after S seconds."),
+        arena: int = typer.Option(None, "--arena", help="Arena bytes for the host interpreter "
+                                                        "(default: 10x the model, >= 64 KiB)."),
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Run MODEL on a virtual board that speaks the firmware's serial protocol.
+
+        Prints the port (/dev/pts/N) as the first line, then serves until Ctrl-C.
+        Attach with `nanoml monitor --port <link>`."""
+        with handle_errors(json_out):
+            import signal
+            import threading
+            import time
+
+            from ..boards import get_board
+            from ..runtimes import all_runtimes, get_runtime
+            from ..sim.board import VirtualBoard, default_link_path
+
+            b = get_board(board)
+            rt = get_runtime(runtime).id if (runtime or all_runtimes()) else "tflm-host"
+            vb = VirtualBoard(model, input=input, rate_hz=rate, board=b.id, runtime=rt,
+                              link=None if no_link else (link or default_link_path()),
+                              count=count, arena_size=arena)
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            vb.start()
+            try:
+                if json_out:
+                    emit_json({"port": vb.port, "link": vb.link, "input": vb.input,
+                               "rate_hz": vb.rate_hz, "board": vb.board, "runtime": vb.runtime,
+                               "sim": True, "model": vb.model.to_json()})
+                else:
+                    _print_banner(vb)
+                end = time.monotonic() + duration if duration else None
+                while vb.running and not stop.is_set():
+                    if end is not None and time.monotonic() >= end:
+                        break
+                    time.sleep(0.1)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                vb.stop()
+            if vb.error is not None:
+                raise vb.error
+            if json_out:
+                emit_json({"type": "summary", **vb.stats.to_json()})
+            else:
+                s = vb.stats
+                console(stderr=True).print(
+                    f"stopped: {s.results} results, {s.frames_ok} frames accepted, "
+                    f"{s.frames_rejected} rejected, {s.lines_dropped} lines dropped")
+
+
+def _print_banner(vb) -> None:
+    import sys
+    m = vb.model
+    what = (f"synthetic input at {vb.rate_hz:g} Hz" if vb.input == "synthetic" and vb.rate_hz
+            else "synthetic input, as fast as possible" if vb.input == "synthetic"
+            else "input frames from the host")
+    lines = [vb.port,                     # first line: the port, for scripts
+             f"virtual {vb.board} running {Path(m.path).name} ({what}); latency is host time"]
+    if vb.link:
+        lines.append(f"stable link: {vb.link} -> {vb.port}")
+    lines.append(f"attach: nanoml monitor --port {vb.link or vb.port}    stop: Ctrl-C")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()

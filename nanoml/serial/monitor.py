@@ -1,0 +1,289 @@
+"""The monitor's engine: read a board's port, decode lines, keep statistics,
+survive resets and unplugging. It yields records (plain dicts, JSON-ready) and
+never prints; `nanoml monitor` renders them.
+
+Record types (each has "type" and "t", the host's Unix time):
+  hello, res, op, arena, err, ack (protocol messages, fields as in
+  docs/protocol.md), <other> (unknown types from newer firmware),
+  foreign {text}, corrupt {reason, text, detail}, status {event, port, message}.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from ..errors import NanomlError
+from .ports import find_board_port, open_port
+from .protocol import PROTOCOL_VERSION, Corrupt, Foreign, Message, Parsed
+from .stream import StreamDecoder
+
+RECONNECT_INTERVAL_S = 0.25
+LATENCY_WINDOW = 1000          # results kept for the percentiles
+RATE_WINDOW_S = 5.0
+
+
+class Connector:
+    """How to (re)open the port: a fixed path (--port, --sim's symlink) is
+    reopened as it is; without one the board is found again by VID:PID (its
+    tty name may change when it re-enumerates)."""
+
+    def __init__(self, board=None, port: str | None = None, baud: int = 115200,
+                 ports_fn: Callable[[], list] | None = None):
+        self.board = board
+        self.port = port
+        self.baud = baud
+        self.ports_fn = ports_fn
+        self.current: str | None = port
+
+    def connect(self):
+        listing = self.ports_fn() if self.ports_fn else None
+        if self.port:
+            path = self.port
+        else:
+            path = find_board_port(self.board, None, ports=listing).device
+        ser = open_port(path, self.baud)
+        self.current = path
+        return ser
+
+
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    if not sorted_values:
+        return None
+    k = (len(sorted_values) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+@dataclass
+class MonitorStats:
+    results: int = 0
+    messages: int = 0
+    foreign: int = 0
+    corrupt: int = 0              # checksum / framing / overflow failures
+    invalid: int = 0              # checksum fine, content breaks the table
+    unknown: int = 0              # message types this host does not know
+    missed: int = 0               # gaps in res seq
+    restarts: int = 0             # res seq went back (board reset)
+    reconnects: int = 0
+    acks_ok: int = 0
+    acks_rejected: int = 0
+    errors: int = 0
+    lat_min: int | None = None
+    lat_max: int | None = None
+    last_seq: int | None = None
+    last_out: list[float] = field(default_factory=list)
+    last_top: int | None = None
+    last_err: str | None = None
+    sim: bool = False
+    hello: dict | None = None
+    first_t: float | None = None
+    last_t: float | None = None
+    _lat: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW), repr=False)
+    _times: deque = field(default_factory=deque, repr=False)
+
+    def update(self, p: Parsed, t: float) -> None:
+        if isinstance(p, Foreign):
+            self.foreign += 1
+            return
+        if isinstance(p, Corrupt):
+            if p.reason == "invalid":
+                self.invalid += 1
+            else:
+                self.corrupt += 1
+            return
+        self.messages += 1
+        if not p.known:
+            self.unknown += 1
+            return
+        f = p.fields
+        if p.type == "res":
+            self._result(f, t)
+        elif p.type == "hello":
+            self.hello = dict(f)
+            self.sim = bool(f.get("sim"))
+        elif p.type == "ack":
+            if f["ok"]:
+                self.acks_ok += 1
+            else:
+                self.acks_rejected += 1
+        elif p.type == "err":
+            self.errors += 1
+            self.last_err = f"{f['code']}: {f['msg']}"
+
+    def _result(self, f: dict, t: float) -> None:
+        self.results += 1
+        seq = f["seq"]
+        if self.last_seq is not None:
+            if seq > self.last_seq + 1:
+                self.missed += seq - self.last_seq - 1
+            elif seq <= self.last_seq:          # counter went back: the board restarted
+                self.restarts += 1
+        self.last_seq = seq
+        us = f["us"]
+        self._lat.append(us)
+        self.lat_min = us if self.lat_min is None else min(self.lat_min, us)
+        self.lat_max = us if self.lat_max is None else max(self.lat_max, us)
+        self.last_out = f["out"]
+        self.last_top = f["top"]
+        if f.get("sim"):
+            self.sim = True
+        if self.first_t is None:
+            self.first_t = t
+        self.last_t = t
+        self._times.append(t)
+        while self._times and self._times[0] < t - RATE_WINDOW_S:
+            self._times.popleft()
+
+    def rate(self, now: float | None = None) -> float | None:
+        """Inferences per second over the last few seconds."""
+        if len(self._times) < 2:
+            return None
+        now = self._times[-1] if now is None else now
+        span = max(now, self._times[-1]) - self._times[0]
+        if now - self._times[-1] > RATE_WINDOW_S:
+            return 0.0
+        return (len(self._times) - 1) / span if span > 0 else None
+
+    def latency(self) -> dict:
+        s = sorted(self._lat)
+        return {"min": self.lat_min, "p50": percentile(s, 50), "p95": percentile(s, 95),
+                "max": self.lat_max, "window": len(s)}
+
+    def summary(self) -> dict:
+        span = (self.last_t - self.first_t) if self.first_t is not None else 0.0
+        return {
+            "results": self.results, "messages": self.messages, "foreign": self.foreign,
+            "corrupt": self.corrupt, "invalid": self.invalid, "unknown": self.unknown,
+            "missed": self.missed, "restarts": self.restarts, "reconnects": self.reconnects,
+            "acks_ok": self.acks_ok, "acks_rejected": self.acks_rejected, "errors": self.errors,
+            "rate_hz": (self.results - 1) / span if span > 0 else None,
+            "latency_us": self.latency(), "sim": self.sim,
+            "hello": self.hello,
+        }
+
+
+def to_record(p: Parsed, t: float, labels: list[str] | None = None) -> dict:
+    if isinstance(p, Message):
+        rec = {"type": p.type, "t": t}
+        rec.update(p.fields)
+        if p.extra:
+            rec["extra"] = p.extra
+        if not p.known:
+            rec["known"] = False
+        if p.type == "res" and labels and 0 <= p.fields["top"] < len(labels):
+            rec["label"] = labels[p.fields["top"]]
+        return rec
+    rec = p.to_json()
+    rec["t"] = t
+    return rec
+
+
+def raw_text(p: Parsed) -> str:
+    return p.raw if isinstance(p, Message) else p.text
+
+
+def status(event: str, port: str | None, message: str, t: float | None = None) -> dict:
+    return {"type": "status", "t": time.time() if t is None else t, "event": event,
+            "port": port, "message": message}
+
+
+class Monitor:
+    """Iterate over records from a board until a count, a duration or Ctrl-C."""
+
+    def __init__(self, connector: Connector, labels: list[str] | None = None):
+        self.connector = connector
+        self.labels = labels
+        self.stats = MonitorStats()
+        self.decoder = StreamDecoder()
+        self.exit_reason: str | None = None
+        self.last_raw: str | None = None
+        self._ser = None
+
+    def close(self) -> None:
+        if self._ser is not None:
+            try:
+                self._ser.close()
+            except Exception:  # noqa: BLE001 - closing a dead port
+                pass
+            self._ser = None
+
+    def records(self, count: int | None = None, duration: float | None = None,
+                sleep: Callable[[float], None] = time.sleep) -> Iterator[dict]:
+        """Yields records. The first connection must succeed (raises a
+        NanomlError otherwise); later disconnects are waited out."""
+        start = time.monotonic()
+        deadline = start + duration if duration else None
+        self._ser = self.connector.connect()
+        yield status("connected", self.connector.current, f"connected to {self.connector.current}")
+        if count is not None and count <= 0:
+            self.exit_reason = "count"
+            return
+        try:
+            while True:
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.exit_reason = "duration"
+                    return
+                try:
+                    ser = self._ser
+                    data = ser.read(ser.in_waiting or 1)
+                except Exception as e:  # noqa: BLE001 - SerialException/OSError: port gone
+                    for p in self.decoder.flush():
+                        yield self._record(p)
+                    self.close()
+                    yield status("disconnected", self.connector.current,
+                                 f"lost {self.connector.current} ({_short(e)}); waiting for the "
+                                 "board to come back")
+                    ok = yield from self._reconnect(deadline, sleep)
+                    if not ok:
+                        self.exit_reason = "duration"
+                        return
+                    continue
+                if not data:
+                    continue
+                now = time.time()
+                for p in self.decoder.feed(data):
+                    yield self._record(p, now)
+                    if count is not None and self.stats.results >= count:
+                        self.exit_reason = "count"
+                        return
+        finally:
+            self.close()
+
+    def _record(self, p: Parsed, t: float | None = None) -> dict:
+        t = time.time() if t is None else t
+        self.stats.update(p, t)
+        self.last_raw = raw_text(p)
+        rec = to_record(p, t, self.labels)
+        if rec["type"] == "hello" and rec.get("proto") != PROTOCOL_VERSION:
+            rec["warning"] = (f"firmware speaks protocol {rec.get('proto')}, this nanoml "
+                              f"speaks {PROTOCOL_VERSION}: update the one that is older")
+        return rec
+
+    def _reconnect(self, deadline: float | None, sleep):
+        last_msg = None
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            try:
+                self._ser = self.connector.connect()
+            except NanomlError as e:
+                msg = e.message
+                if msg != last_msg:
+                    event = "bootloader" if "bootloader" in msg else "waiting"
+                    yield status(event, self.connector.current, msg + (f" ({e.hint})" if e.hint else ""))
+                    last_msg = msg
+                sleep(RECONNECT_INTERVAL_S)
+                continue
+            self.stats.reconnects += 1
+            yield status("reconnected", self.connector.current,
+                         f"reconnected to {self.connector.current}")
+            return True
+
+
+def _short(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return s[0] if s else type(e).__name__
