@@ -73,7 +73,9 @@ class ArenaPlan:
     margin_spec: str
     forced: bool                # --arena N
     static_memory: bool         # prediction made for -DTF_LITE_STATIC_MEMORY
-    predictor: str              # where the prediction came from
+    predictor: str              # where the prediction came from (its method)
+    exact: bool | None = None   # predictor: exact figure (False: a safe upper bound)
+    notes: tuple[str, ...] = ()
 
     @property
     def explain(self) -> str:
@@ -85,11 +87,13 @@ class ArenaPlan:
     def to_json(self) -> dict:
         return {"bytes": self.size, "predicted_min_bytes": self.predicted,
                 "margin_bytes": self.margin, "margin": self.margin_spec, "forced": self.forced,
-                "static_memory": self.static_memory, "predictor": self.predictor}
+                "static_memory": self.static_memory, "predictor": self.predictor,
+                "exact": self.exact, "notes": list(self.notes)}
 
 
-def predict_min_bytes(model, runtime_id: str, static_memory: bool) -> int:
-    """The arena predictor's minimum working size (nanoml.memory.predict_arena)."""
+def predict(model, runtime_id: str, static_memory: bool):
+    """The arena predictor's result (nanoml.memory.predict_arena): .min_bytes,
+    .exact, .method, .notes."""
     try:
         from ..memory import predict_arena
     except ImportError as e:  # the predictor module is not part of this installation
@@ -103,7 +107,7 @@ def predict_min_bytes(model, runtime_id: str, static_memory: bool) -> int:
     except Exception as e:  # noqa: BLE001 - predictor failure: say so, suggest --arena
         raise NanomlError(f"arena prediction failed: {type(e).__name__}: {e}",
                           hint="give the arena size yourself with --arena N") from e
-    return int(p.min_bytes)
+    return p
 
 
 def plan_arena(model, runtime_id: str, static_memory: bool, arena: str | int | None = None,
@@ -113,13 +117,18 @@ def plan_arena(model, runtime_id: str, static_memory: bool, arena: str | int | N
         if n <= 0:
             raise UsageError("--arena must be a positive number of bytes")
         try:
-            predicted = predict_min_bytes(model, runtime_id, static_memory)
+            p = predict(model, runtime_id, static_memory)
         except NanomlError:
-            predicted = None
-        return ArenaPlan(size=round_up(n), predicted=predicted, margin=0, margin_spec="none",
-                         forced=True, static_memory=static_memory, predictor="nanoml.memory")
-    predicted = predict_min_bytes(model, runtime_id, static_memory)
+            p = None
+        return ArenaPlan(size=round_up(n), predicted=int(p.min_bytes) if p else None, margin=0,
+                         margin_spec="none", forced=True, static_memory=static_memory,
+                         predictor=getattr(p, "method", "none") if p else "none",
+                         exact=getattr(p, "exact", None) if p else None,
+                         notes=tuple(getattr(p, "notes", ()) or ()) if p else ())
+    p = predict(model, runtime_id, static_memory)
+    predicted = int(p.min_bytes)
     m, spec = parse_margin(margin, predicted)
     return ArenaPlan(size=round_up(predicted + m), predicted=predicted, margin=m,
                      margin_spec=spec, forced=False, static_memory=static_memory,
-                     predictor="nanoml.memory")
+                     predictor=getattr(p, "method", "nanoml.memory"),
+                     exact=getattr(p, "exact", None), notes=tuple(getattr(p, "notes", ()) or ()))

@@ -122,6 +122,9 @@ def generate(opts: BuildOptions) -> BuildResult:
             "env": platformio_env(spec) if spec.fmt == "platformio" else None}
     report = sync_files(out, files, force=opts.force, meta=meta)
     res = BuildResult(spec=spec, project_dir=out, files=report, local=local)
+    if report.edited:
+        res.notes.append("kept your edits (nanoml's version did not change): "
+                         + ", ".join(report.edited))
     if report.kept:
         res.notes.append("left in place (edited, no longer generated): " + ", ".join(report.kept))
     return res

@@ -7,6 +7,7 @@ nanoml records the files it wrote, with the SHA-256 of what it wrote, in
   does not change, so PlatformIO / arduino-cli recompile only what changed);
 - a nanoml-owned file that changed is rewritten, unless the user edited it
   since nanoml wrote it: then nanoml stops and names it (``--force`` overwrites);
+  a user-edited file whose nanoml version did not change is left as edited;
 - a file nanoml does not own is never touched; if nanoml wants to write a
   file of that name, it stops (``--force`` takes the file over);
 - a nanoml-owned file the new build does not need (e.g. nanoml_input.cpp after
@@ -38,10 +39,11 @@ class WriteReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)        # stale but user-edited: left in place
+    edited: list[str] = field(default_factory=list)      # user-edited, nanoml's version unchanged
 
     def to_json(self) -> dict:
         return {"dir": str(self.root), "written": self.written, "unchanged": self.unchanged,
-                "removed": self.removed, "kept": self.kept}
+                "removed": self.removed, "kept": self.kept, "edited": self.edited}
 
 
 def read_manifest(root: Path) -> dict:
@@ -77,17 +79,22 @@ def sync_files(root: Path, files: dict[str, bytes], force: bool = False,
     report = WriteReport(root=root)
 
     conflicts = []
+    user_kept: set[str] = set()
     for rel, data in files.items():
         p = root / rel
         if not p.exists():
             continue
         current = _sha(p.read_bytes())
-        if current == _sha(data):
+        want = _sha(data)
+        if current == want:
             continue
         if rel not in owned:
             conflicts.append(f"{rel} (not written by nanoml)")
         elif owned[rel] != current:
-            conflicts.append(f"{rel} (edited since nanoml wrote it)")
+            if owned[rel] == want and not force:
+                user_kept.add(rel)        # nanoml's content did not change: keep the edit
+            else:
+                conflicts.append(f"{rel} (edited since nanoml wrote it)")
     if conflicts and not force:
         raise UsageError(
             f"{root}: nanoml would overwrite " + ", ".join(conflicts),
@@ -99,6 +106,9 @@ def sync_files(root: Path, files: dict[str, bytes], force: bool = False,
         p = root / rel
         digest = _sha(data)
         new_owned[rel] = digest
+        if rel in user_kept:
+            report.edited.append(rel)
+            continue
         if p.is_file() and _sha(p.read_bytes()) == digest:
             report.unchanged.append(rel)
             continue

@@ -246,6 +246,10 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
         warnings.append(f"{runtime.name} is not in the Arduino library manager: install it from "
                         f"{runtime.lib_deps}")
     plan = plan_arena(model, runtime.id, static_memory, arena, arena_margin)
+    if plan.exact is False and not plan.forced:
+        warnings.append("the arena prediction is a safe upper bound, not an exact figure "
+                        "(some op has no allocation model); `nanoml build --profile` measures "
+                        "the real minimum on the board")
 
     outputs_total = sum(t.elements for t in model.output_tensors)
     quantized_outputs = all(t.quant is not None and t.dtype in ("int8", "uint8", "int16", "int32")
