@@ -1,0 +1,64 @@
+"""`nanoml validate`: the board's outputs against the reference host interpreter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._common import JSON_OPTION, console, emit_json, handle_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("validate")
+    def validate_cmd(
+        model: Path = typer.Argument(..., help="The .tflite model the board runs."),
+        inputs: Path = typer.Option(..., "--inputs",
+                                    help="Inputs: .npy (N, *input_shape), or .npz (one array "
+                                         "per input). Float data is quantized for int8 inputs."),
+        port: str = typer.Option(None, "--port", help="Serial port of the board."),
+        sim: bool = typer.Option(False, "--sim", help="Validate on the virtual board."),
+        atol: float = typer.Option(None, "--atol",
+                                   help="Largest allowed absolute output difference "
+                                        "(default: one output quantization step; 1e-4 for float)."),
+        min_top1: float = typer.Option(0.99, "--min-top1",
+                                       help="Smallest allowed top-1 agreement (0..1)."),
+        limit: int = typer.Option(None, "--limit", min=1, help="Use the first N samples only."),
+        board: str = typer.Option(None, "--board", help="Board id (see `nanoml boards`)."),
+        timeout: float = typer.Option(30.0, "--timeout", min=0.5,
+                                      help="Seconds to wait for each result."),
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Run inputs on the board and compare with the host reference interpreter.
+
+        Exit 0 when within tolerance, 1 when not (or when the board fails)."""
+        with handle_errors(json_out):
+            from ..errors import InputError, UsageError
+            from ..profile.validate import check_args, validate
+            if port and sim:
+                raise UsageError("choose one of --port and --sim")
+            check_args(atol, min_top1)
+            if not model.exists():
+                raise InputError(f"{model}: no such file", "pass the path of a .tflite model")
+            res = validate(model, inputs, port=port, sim=sim, atol=atol, min_top1=min_top1,
+                           limit=limit, board_id=board, frame_timeout=timeout)
+            if json_out:
+                emit_json(res.to_json())
+            else:
+                _render(res)
+            raise typer.Exit(res.exit_code)
+
+    def _render(res) -> None:
+        c = console()
+        c.print(f"validated {len(res.samples)} input(s) on the "
+                f"{'virtual board' if res.source == 'sim' else 'board'} against the host "
+                f"reference interpreter")
+        c.print(f"max abs error  {res.max_abs_error:.6g}  (tolerance {res.atol:.6g})")
+        c.print(f"RMSE           {res.rmse:.6g}")
+        c.print(f"top-1 agreement {100 * res.top1_agreement:.1f}%  "
+                f"(at least {100 * res.min_top1:.1f}%)")
+        if res.max_lsb is not None:
+            c.print(f"worst quantized difference {res.max_lsb} LSB")
+        for n in res.notes:
+            c.print(f"note: {n}")
+        c.print("PASS" if res.passed else "FAIL: outside the tolerances")
