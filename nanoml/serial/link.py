@@ -65,8 +65,10 @@ class BoardLink:
                           hint="is the nanoml firmware (or `nanoml sim`) running on that port?")
 
     def send(self, payload: bytes) -> int:
+        """Send one frame (after a bare newline, which puts the device's parser
+        back at a line start whatever came before); returns its seq."""
         self.seq = (self.seq + 1) & 0xFFFFFFFF
-        self.ser.write(encode_frame(self.seq, payload))
+        self.ser.write(b"\n" + encode_frame(self.seq, payload))
         self.ser.flush()
         return self.seq
 
