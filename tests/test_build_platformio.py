@@ -15,7 +15,7 @@ from firmware_helpers import make_model
 
 from nanoml.boards import all_boards
 from nanoml.errors import UsageError
-from nanoml.firmware.advice import advise
+from nanoml.firmware.advice import advise, advise_device
 from nanoml.firmware.build import BuildOptions, generate
 from nanoml.firmware.offline import lib_dep_name
 from nanoml.firmware.pio import parse_usage, pio_command, run_pio
@@ -186,8 +186,23 @@ def test_advice_for_known_failures():
     assert a.kind == "no_board" and "double-tap" in a.hint
     a = advise(["could not open port /dev/ttyACM0: [Errno 13] Permission denied: '/dev/ttyACM0'"])
     assert a.kind == "permission" and "dialout" in a.hint
+    a = advise(["could not open port /dev/ttyACM0: [Errno 16] Device or resource busy: "
+                "'/dev/ttyACM0'"])
+    assert a.kind == "port_busy" and "close the other" in a.hint
     a = advise(["something else went wrong", "*** [upload] Error 1"])
     assert a.kind == "failed" and "Error 1" in a.message
+
+
+def test_advice_for_what_the_board_reports():
+    # TFLM's own text (builds with error strings) and the firmware's err codes
+    a = advise_device(text="Didn't find op for builtin opcode 'CONV_2D'")
+    assert a.kind == "missing_op" and "CONV_2D" in a.message
+    a = advise_device(code="ops", msg="SOFTMAX")
+    assert a.kind == "missing_op" and "SOFTMAX" in a.message
+    a = advise_device(code="alloc", msg="AllocateTensors() failed")
+    assert a.kind == "arena_too_small" and "--arena-margin" in a.hint
+    assert advise_device(code="sensor", msg="LSM9DS1 did not answer").kind == "sensor"
+    assert advise_device(text="hello from the sketch") is None
 
 
 def test_run_pio_times_out_instead_of_hanging():

@@ -37,8 +37,9 @@ _UNDEF_RE = re.compile(r"undefined reference to [`'](.+)'")
 _PERM_RE = re.compile(r"(Permission denied|Errno 13|Access is denied).*?(/dev/\S+|COM\d+)?", re.I)
 _NO_BOARD_RE = re.compile(r"Couldn't find a board on the selected port|Please specify "
                           r"[`']?upload_port|No device found on|No such file or directory: "
-                          r"'?(/dev/\S+)|could not open port|SerialException|"
-                          r"Device or resource busy", re.I)
+                          r"'?(/dev/\S+)|could not open port|SerialException", re.I)
+_BUSY_RE = re.compile(r"Device or resource busy|Resource busy|exclusively lock|"
+                      r"Errno 16\b", re.I)
 _TIMEOUT_RE = re.compile(r"^nanoml: PlatformIO stopped after (\d+) s")
 _ERROR_LINE_RE = re.compile(r"(\berror\b|Error:|\*\*\*)", re.I)
 
@@ -114,6 +115,11 @@ def advise(lines: list[str], context: dict | None = None) -> Advice:
     for line in text:
         if _PERM_RE.search(line) and ("/dev/" in line or "COM" in line or "port" in line.lower()):
             return permission_advice(line.strip())
+    for line in text:
+        if _BUSY_RE.search(line):
+            return Advice("port_busy", "the board's serial port is busy",
+                          "close the other program that has it open (a serial monitor, the "
+                          "Arduino IDE, another `nanoml monitor`) and retry", line.strip())
     for line in text:
         if _NO_BOARD_RE.search(line):
             return no_board_advice(line.strip(), context.get("port"))

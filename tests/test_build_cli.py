@@ -1,0 +1,80 @@
+"""`nanoml build` on the command line: JSON schema, exit codes, default folders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import SHARED
+from firmware_helpers import make_model
+
+
+def _nanoml(*args, cwd: Path, timeout: float = 120):
+    return subprocess.run([sys.executable, "-m", "nanoml", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd)
+
+
+def test_build_no_compile_json(tmp_path):
+    p = make_model(tmp_path / "wave.tflite", (1, 20, 3), 4)
+    r = _nanoml("build", p, "--no-compile", "--input", "imu", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["project_dir"] == str(tmp_path / "wave-firmware")
+    assert d["format"] == "platformio" and d["compiled"] is False and d["exit_code"] == 0
+    s = d["spec"]
+    assert s["board"] == "nano33ble_sense" and s["runtime"] == "chirale_2.0.0"
+    assert s["input"] == "imu" and s["rate_hz"] == 100
+    assert [o["name"] for o in s["ops"]] == ["FULLY_CONNECTED", "RESHAPE", "SOFTMAX"]
+    a = s["arena"]
+    assert a["bytes"] % 16 == 0 and a["bytes"] == a["predicted_min_bytes"] + a["margin_bytes"] \
+        + (-(a["predicted_min_bytes"] + a["margin_bytes"]) % 16)
+    assert s["build_flags"][0] == "-DTF_LITE_STATIC_MEMORY"
+    assert "platformio.ini" in d["files"]["written"]
+    assert (tmp_path / "wave-firmware" / "src" / "main.cpp").is_file()
+    # again: nothing to write
+    r = _nanoml("build", p, "--no-compile", "--input", "imu", "--json", cwd=tmp_path)
+    assert json.loads(r.stdout)["files"]["written"] == []
+
+
+def test_build_arduino_default_folder(tmp_path):
+    p = make_model(tmp_path / "wave.tflite")
+    r = _nanoml("build", p, "--format", "arduino", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["project_dir"] == str(tmp_path / "wave")
+    assert (tmp_path / "wave" / "wave.ino").is_file()
+    assert d["spec"]["arena"]["static_memory"] is False
+    assert d["spec"]["build_flags"] == []
+
+
+def test_build_errors_are_one_line_with_exit_codes(tmp_path):
+    p = make_model(tmp_path / "m.tflite")
+    r = _nanoml("build", p, "--no-compile", "--input", "mic", "--board", "nano33ble", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and "hint: " in r.stderr and "Traceback" not in r.stderr
+    r = _nanoml("build", tmp_path / "missing.tflite", "--no-compile", "--json", cwd=tmp_path)
+    assert r.returncode == 2 and "no such file" in json.loads(r.stdout)["error"]
+    r = _nanoml("build", p, "--no-compile", "--format", "zip", cwd=tmp_path)
+    assert r.returncode == 2 and "unknown format" in r.stderr
+    r = _nanoml("build", p, "--no-compile", "--arena-margin", "lots", cwd=tmp_path)
+    assert r.returncode == 2 and "arena margin" in r.stderr
+
+
+def test_unsupported_shared_model_is_refused(tmp_path):
+    model = SHARED / "models" / "audio_preprocessor_int8.tflite"
+    if not model.exists():
+        import pytest
+        pytest.skip(f"{model} not present (../shared/ is only beside the project checkout)")
+    r = _nanoml("build", model, "--no-compile", "--json", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "SignalWindow" in json.loads(r.stdout)["error"]
+
+
+def test_text_output_names_the_arena_and_files(tmp_path):
+    p = make_model(tmp_path / "m.tflite")
+    r = _nanoml("build", p, "--no-compile", "--arena-margin", "10%", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "predicted" in r.stdout and "margin" in r.stdout and "(10%)" in r.stdout
+    assert "files: 13 written" in r.stdout
