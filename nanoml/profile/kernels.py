@@ -243,7 +243,7 @@ def _pool(sg, op, kind: str) -> Work:
     tv, _ = win.valid()
     tv *= n
     if _is_float(inp):
-        return Work(f"{kind}_f32", {"out": p * c, "taps_c": tv * c})
+        return Work(f"{kind}_f32", {"pixels": p, "out": p * c, "taps_c": tv * c})
     if not _is_int8(inp):
         return Work("generic", {"elements": out.elements}, f"{inp.dtype} pooling: no model")
     if kind == "avgpool":
@@ -283,10 +283,42 @@ def _unary(sg, op, name: str) -> Work:
     return Work(f"{name}_{kind}", {"elements": out.elements})
 
 
+def _const_ints(t: Tensor | None) -> list[int] | None:
+    if t is None or t.data is None or t.dtype not in ("int32", "int64"):
+        return None
+    import struct
+    size = 4 if t.dtype == "int32" else 8
+    n = len(t.data) // size
+    return list(struct.unpack("<%d%s" % (n, "i" if size == 4 else "q"), bytes(t.data[:n * size])))
+
+
+def _hard_swish(sg, op) -> Work:
+    inp, out = _t(sg, op, 0), _t(sg, op, 0, True)
+    if not _is_int8(inp) or inp.quant is None:
+        return _unary(sg, op, "hard_swish")
+    import math
+    # hard_swish.cpp Prepare: reluish multiplier = (input scale / 128) / (3 / 32768);
+    # the reference kernel shifts left when its exponent is > 0, divides by a power
+    # of two when < 0, and does neither when it is 0: three per-element costs.
+    _, exp = math.frexp(inp.quant.scale[0] / 128.0 / (3.0 / 32768.0))
+    key = "el_exp_pos" if exp > 0 else ("el_exp_neg" if exp < 0 else "el_exp_zero")
+    return Work("hard_swish_s8", {key: out.elements})
+
+
 def _mean(sg, op) -> Work:
     inp, out = _t(sg, op, 0), _t(sg, op, 0, True)
     kind = "f32" if _is_float(inp) else ("s8" if _is_int8(inp) else inp.dtype)
-    return Work(f"mean_{kind}", {"in": inp.elements, "out": out.elements})
+    rank = len(inp.shape)
+    axes = _const_ints(_t(sg, op, 1))
+    if axes is not None:
+        axes = sorted({a + rank if a < 0 else a for a in axes})
+    if (kind == "f32" and op.op == "MEAN" and op.options.get("keep_dims") and rank == 4
+            and axes == [1, 2]):
+        # reduce_common.cpp: the special 4-D mean over height and width (keep_dims)
+        return Work("mean_f32_hw", {"in": inp.elements, "out": out.elements})
+    # reference Mean / QuantizedMeanOrSum: an index walk over every input element
+    return Work(f"mean_{kind}", {"in": inp.elements, "in_rank": inp.elements * rank,
+                                 "out": out.elements})
 
 
 def _copy_like(sg, op, name: str) -> Work:
@@ -360,7 +392,9 @@ def operator_work(sg: Subgraph, op: Operator) -> Work:
             return _elementwise(sg, op, name.lower() if name != "SUB" else "add")
         if name == "SOFTMAX":
             return _softmax(sg, op)
-        if name in ("LOGISTIC", "TANH", "RELU", "RELU6", "LEAKY_RELU", "HARD_SWISH",
+        if name == "HARD_SWISH":
+            return _hard_swish(sg, op)
+        if name in ("LOGISTIC", "TANH", "RELU", "RELU6", "LEAKY_RELU",
                     "QUANTIZE", "DEQUANTIZE"):
             return _unary(sg, op, name.lower())
         if name in ("MEAN", "SUM"):
@@ -371,6 +405,8 @@ def operator_work(sg: Subgraph, op: Operator) -> Work:
             return _concat(sg, op)
         if name in ("PAD", "PADV2"):
             return _pad_op(sg, op)
+        if name in ("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR"):
+            return _unary(sg, op, name.lower())
         if name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
             return _lstm(sg, op)
         if name == "SVDF":
