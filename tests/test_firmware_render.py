@@ -323,3 +323,22 @@ def test_arduino_sketch_layout(tmp_path):
     _check_resolver(res, p)
     with pytest.raises(UsageError, match="sketch name"):
         _gen(tmp_path, p, "bad name!", fmt="arduino")
+
+
+def test_arena_measured_on_the_board_is_preferred(tmp_path):
+    """`nanoml profile` records the board's real minimum in <project>/.nanoml/arena.json;
+    the next build of the same model and runtime uses it (device figures only)."""
+    from nanoml.profile.record import record_arena
+    p = make_model(tmp_path / "m.tflite", (1, 16, 6), 5)
+    out = tmp_path / "proj"
+    m = load(p)
+    record_arena(out, m.sha256, "chirale_2.0.0", "nano33ble_sense", 3000, 2900, "sim")
+    res = generate(BuildOptions(model=p, out=out))
+    assert res.spec.arena.measured is None          # the virtual board's figure is not used
+    record_arena(out, m.sha256, "chirale_2.0.0", "nano33ble_sense", 3000, 2900, "device")
+    res = generate(BuildOptions(model=p, out=out))
+    assert res.spec.arena.measured == 3000 and res.spec.arena.size == round_up(3000 + 1024)
+    assert int(ARENA_RE.search(_src(res, "nanoml_buffers.cpp")).group(1)) == 4032
+    other = make_model(tmp_path / "o.tflite", (1, 16, 6), 5, seed=9)   # another model: ignored
+    assert generate(BuildOptions(model=other, out=out)).spec.arena.measured is None
+    assert generate(BuildOptions(model=p, out=out, arena=8000)).spec.arena.size == 8000

@@ -111,6 +111,9 @@ def render_generated(c, result) -> None:
     if a.forced:
         c.print(f"arena {a.size:,} B (forced; predicted minimum "
                 f"{a.predicted if a.predicted is not None else 'n/a'})")
+    elif a.measured is not None:
+        c.print(f"arena {a.size:,} B = measured on the board {a.measured:,} B + margin "
+                f"{a.margin:,} B ({a.margin_spec})")
     else:
         c.print(f"arena {a.size:,} B = predicted {a.predicted:,} B + margin {a.margin:,} B "
                 f"({a.margin_spec})" + ("" if a.static_memory else ", no TF_LITE_STATIC_MEMORY"))

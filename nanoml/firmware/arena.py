@@ -76,19 +76,29 @@ class ArenaPlan:
     predictor: str              # where the prediction came from (its method)
     exact: bool | None = None   # predictor: exact figure (False: a safe upper bound)
     notes: tuple[str, ...] = ()
+    measured: int | None = None  # min_bytes measured on the board (`nanoml profile`), used
+                                 # instead of the prediction when recorded for this model
+
+    @property
+    def base(self) -> int | None:
+        """The minimum the margin is added to: measured if recorded, else predicted."""
+        return self.measured if self.measured is not None else self.predicted
 
     @property
     def explain(self) -> str:
         if self.forced:
             return f"forced with --arena (prediction: {self.predicted if self.predicted is not None else 'n/a'})"
-        return (f"predicted minimum {self.predicted} + margin {self.margin} ({self.margin_spec}), "
+        what = "measured minimum (nanoml profile)" if self.measured is not None else \
+            "predicted minimum"
+        return (f"{what} {self.base} + margin {self.margin} ({self.margin_spec}), "
                 f"rounded up to 16")
 
     def to_json(self) -> dict:
         return {"bytes": self.size, "predicted_min_bytes": self.predicted,
                 "margin_bytes": self.margin, "margin": self.margin_spec, "forced": self.forced,
                 "static_memory": self.static_memory, "predictor": self.predictor,
-                "exact": self.exact, "notes": list(self.notes)}
+                "exact": self.exact, "notes": list(self.notes),
+                "measured_min_bytes": self.measured}
 
 
 def predict(model, runtime_id: str, static_memory: bool):
@@ -111,7 +121,9 @@ def predict(model, runtime_id: str, static_memory: bool):
 
 
 def plan_arena(model, runtime_id: str, static_memory: bool, arena: str | int | None = None,
-               margin: str | int | None = None) -> ArenaPlan:
+               margin: str | int | None = None, measured: int | None = None) -> ArenaPlan:
+    """The arena for the firmware. `measured`: a minimum measured on the board for
+    this model and runtime (`nanoml profile` records it), preferred to the prediction."""
     if arena is not None:
         n = parse_size(arena, "--arena")
         if n <= 0:
@@ -125,10 +137,19 @@ def plan_arena(model, runtime_id: str, static_memory: bool, arena: str | int | N
                          predictor=getattr(p, "method", "none") if p else "none",
                          exact=getattr(p, "exact", None) if p else None,
                          notes=tuple(getattr(p, "notes", ()) or ()) if p else ())
-    p = predict(model, runtime_id, static_memory)
-    predicted = int(p.min_bytes)
-    m, spec = parse_margin(margin, predicted)
-    return ArenaPlan(size=round_up(predicted + m), predicted=predicted, margin=m,
+    if measured is not None:
+        try:
+            p = predict(model, runtime_id, static_memory)
+        except NanomlError:
+            p = None
+    else:
+        p = predict(model, runtime_id, static_memory)
+    predicted = int(p.min_bytes) if p is not None else None
+    base = measured if measured is not None else predicted
+    m, spec = parse_margin(margin, base)
+    return ArenaPlan(size=round_up(base + m), predicted=predicted, margin=m,
                      margin_spec=spec, forced=False, static_memory=static_memory,
-                     predictor=getattr(p, "method", "nanoml.memory"),
-                     exact=getattr(p, "exact", None), notes=tuple(getattr(p, "notes", ()) or ()))
+                     predictor=getattr(p, "method", "nanoml.memory") if p is not None else "none",
+                     exact=getattr(p, "exact", None) if p is not None else None,
+                     notes=tuple(getattr(p, "notes", ()) or ()) if p is not None else (),
+                     measured=measured)

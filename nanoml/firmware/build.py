@@ -17,7 +17,7 @@ from .offline import LocalPackages, lib_dep_name, load_local_packages
 from .pio import DEFAULT_BUILD_TIMEOUT, PioResult, pio_command, run_pio
 from .project import WriteReport, read_manifest, sync_files
 from .render import platformio_env, render_project
-from .spec import FirmwareSpec, make_spec
+from .spec import FirmwareSpec, c_name, make_spec
 
 _SKETCH_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
@@ -82,10 +82,13 @@ class BuildResult:
                 "limits": self.limits(), "notes": self.notes, "exit_code": self.exit_code}
 
 
-def default_out_dir(spec: FirmwareSpec, cwd: Path) -> Path:
-    if spec.fmt == "arduino":
-        return cwd / spec.name
-    return cwd / f"{spec.name}-firmware"
+def default_out_dir(model: str | Path, fmt: str, cwd: Path) -> Path:
+    """./<model stem>-firmware, or ./<stem> for an Arduino sketch (the folder names
+    the sketch: a stem that cannot be a sketch name is made into one)."""
+    stem = Path(model).stem
+    if fmt == "arduino":
+        return cwd / (stem if _SKETCH_NAME_RE.match(stem) else c_name(stem))
+    return cwd / f"{stem}-firmware"
 
 
 def pio_context(spec: FirmwareSpec) -> dict:
@@ -96,11 +99,12 @@ def pio_context(spec: FirmwareSpec) -> dict:
 def generate(opts: BuildOptions) -> BuildResult:
     """Check, render and write the project (no compile)."""
     cwd = Path(opts.cwd) if opts.cwd else Path.cwd()
-    spec = make_spec(opts.model, opts.board, opts.runtime, opts.input, opts.fmt, opts.arena,
-                     opts.arena_margin, opts.rate_hz, opts.interval_ms, opts.profile)
-    out = Path(opts.out) if opts.out else default_out_dir(spec, cwd)
+    out = Path(opts.out) if opts.out else default_out_dir(opts.model, opts.fmt, cwd)
     if not out.is_absolute():
         out = cwd / out
+    spec = make_spec(opts.model, opts.board, opts.runtime, opts.input, opts.fmt, opts.arena,
+                     opts.arena_margin, opts.rate_hz, opts.interval_ms, opts.profile,
+                     project_dir=out)
     sketch_name = None
     if spec.fmt == "arduino":
         sketch_name = out.name

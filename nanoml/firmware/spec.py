@@ -222,10 +222,22 @@ def _check_input(model: Model, board: Board, source: str, rate: int | None) -> t
     return rate, imu, mic, warnings
 
 
+def _recorded_arena(project_dir: Path, sha256: str, runtime_id: str) -> int | None:
+    try:
+        from ..profile.record import read_recorded_arena
+    except ImportError:
+        return None
+    d = read_recorded_arena(Path(project_dir), sha256, runtime_id)
+    return int(d["min_bytes"]) if d else None
+
+
 def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: str | None = None,
               input_source: str = "serial", fmt: str = "platformio", arena: str | int | None = None,
               arena_margin: str | int | None = None, rate_hz: int | None = None,
-              interval_ms: int = 0, profile: bool = False) -> FirmwareSpec:
+              interval_ms: int = 0, profile: bool = False,
+              project_dir: Path | None = None) -> FirmwareSpec:
+    """Check and describe a firmware build. `project_dir`: the output folder, where
+    `nanoml profile` may have recorded the arena measured on the board."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
     model_path = Path(model_path)
@@ -245,7 +257,14 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
     if fmt == "arduino" and not runtime.arduino_library:
         warnings.append(f"{runtime.name} is not in the Arduino library manager: install it from "
                         f"{runtime.lib_deps}")
-    plan = plan_arena(model, runtime.id, static_memory, arena, arena_margin)
+    measured = None
+    if arena is None and static_memory and project_dir is not None:
+        measured = _recorded_arena(project_dir, model.sha256, runtime.id)
+    plan = plan_arena(model, runtime.id, static_memory, arena, arena_margin, measured)
+    if measured is not None:
+        warnings.append(f"arena from the minimum measured on the board ({measured:,} B, "
+                        f"{project_dir}/.nanoml/arena.json) instead of the prediction"
+                        + (f" ({plan.predicted:,} B)" if plan.predicted is not None else ""))
     if plan.exact is False and not plan.forced:
         warnings.append("the arena prediction is a safe upper bound, not an exact figure "
                         "(some op has no allocation model); `nanoml build --profile` measures "
