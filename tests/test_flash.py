@@ -189,3 +189,18 @@ def test_cli_flash_missing_port_exit_code(tmp_path):
     assert r.returncode == 3, r.stderr
     d = json.loads(r.stdout)
     assert "does not exist" in d["error"] and d["exit_code"] == 3
+
+
+def test_wait_for_the_sketch_port_after_upload():
+    """Fake listings over time: bootloader, nothing, then the sketch's port."""
+    seq = [_ports(("/dev/ttyACM0", *BOOT, None)), [], _ports(("/dev/ttyACM1", *APP, None))]
+    calls = []
+
+    def listing():
+        calls.append(1)
+        return seq[min(len(calls) - 1, len(seq) - 1)]
+    from nanoml.firmware.upload import wait_for_sketch_port
+    assert wait_for_sketch_port(get_board(None), ports_fn=listing, interval=0.01) == "/dev/ttyACM1"
+    assert len(calls) == 3
+    assert wait_for_sketch_port(get_board(None), ports_fn=lambda: [], timeout=0.05,
+                                interval=0.01) is None

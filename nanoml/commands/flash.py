@@ -118,6 +118,9 @@ def _monitor(result, port: str | None, json_out: bool) -> int:
     import typer.main
 
     from ..cli import app
+    from ..firmware.upload import wait_for_sketch_port
+    # the board resets after the upload; the monitor's first connection must succeed
+    wait_for_sketch_port(result.plan.board, port)
     args = ["monitor", "--board", result.plan.board.id]
     if port:
         args += ["--port", port]

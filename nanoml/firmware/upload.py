@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -190,3 +191,20 @@ def flash(opts: FlashOptions, on_line: Callable[[str], None] | None = None,
     if not res.upload.ok:
         res.advice = res.upload.advice
     return res
+
+
+def wait_for_sketch_port(board: Board, port: str | None = None, timeout: float = 10.0,
+                         interval: float = 0.25, ports_fn=None) -> str | None:
+    """After an upload the board resets and its application port comes back
+    (same or new name): wait for it, at most `timeout` s. The port, or None."""
+    from ..serial.ports import find_board_port
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            listing = ports_fn() if ports_fn else None
+            return find_board_port(board, port, ports=listing).device
+        except NanomlError:
+            pass
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
