@@ -60,11 +60,15 @@ def register(app: typer.Typer) -> None:
                     port = sim_proc.link
                 mon = Monitor(Connector(b, port, baud), labels=label_list)
                 view = _make_view(json_out, raw, label_list)
+                _stop_on_signals()
                 try:
-                    for rec in mon.records(count=count, duration=duration):
-                        if logger:
-                            logger.write(rec)
-                        view.record(rec, mon)
+                    from ..serial.log import dumps
+                    for batch in mon.batches(count=count, duration=duration):
+                        recs = [rec for rec, _ in batch]
+                        lines = [dumps(r) for r in recs] if json_out else None
+                        if logger:          # logged before shown: the log never lags the screen
+                            logger.write_many(recs, lines if logger.format == "jsonl" else None)
+                        view.batch(batch, lines, mon)
                 except KeyboardInterrupt:
                     mon.exit_reason = "interrupt"
             finally:
@@ -100,12 +104,21 @@ def _make_view(json_out: bool, raw: bool, labels):
     return _LiveView(c, labels)
 
 
-class _JsonView:
-    def record(self, rec: dict, mon) -> None:
-        import sys
+def _stop_on_signals() -> None:
+    """SIGTERM / SIGHUP end the monitor like Ctrl-C: summary, log closed, sim stopped."""
+    import signal
 
-        from ..serial.log import dumps
-        sys.stdout.write(dumps(rec) + "\n")
+    def stop(*_):
+        raise KeyboardInterrupt
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, stop)
+
+
+class _JsonView:
+    def batch(self, batch, lines: list[str], mon) -> None:
+        import sys
+        sys.stdout.write("\n".join(lines) + "\n")
         sys.stdout.flush()
 
     def close(self, mon) -> None:
@@ -115,16 +128,20 @@ class _JsonView:
 class _RawView:
     """Lines as received on stdout; status and warnings on stderr."""
 
-    def record(self, rec: dict, mon) -> None:
+    def batch(self, batch, lines, mon) -> None:
         import sys
-        if rec["type"] == "status":
-            sys.stderr.write(f"[{rec['event']}] {rec['message']}\n")
-            sys.stderr.flush()
-            return
-        if rec.get("warning"):
-            sys.stderr.write(f"warning: {rec['warning']}\n")
-        sys.stdout.write((mon.last_raw or "") + "\n")
-        sys.stdout.flush()
+        out = []
+        for rec, raw in batch:
+            if rec["type"] == "status":
+                sys.stderr.write(f"[{rec['event']}] {rec['message']}\n")
+                sys.stderr.flush()
+                continue
+            if rec.get("warning"):
+                sys.stderr.write(f"warning: {rec['warning']}\n")
+            out.append(raw)
+        if out:
+            sys.stdout.write("\n".join(out) + "\n")
+            sys.stdout.flush()
 
     def close(self, mon) -> None:
         pass
@@ -139,6 +156,7 @@ class _LiveView:
         self.labels = labels
         self.raw = deque(maxlen=RAW_LINES)
         self.status = "connecting"
+        self.event = "connecting"
         self.port = None
         self.mon = None
         self.warning = None
@@ -146,17 +164,22 @@ class _LiveView:
                          transient=False)
         self.live.start()
 
-    def record(self, rec: dict, mon) -> None:
+    def batch(self, batch, lines, mon) -> None:
+        for rec, raw in batch:
+            self.record(rec, raw, mon)
+
+    def record(self, rec: dict, raw: str, mon) -> None:
         self.mon = mon
         if rec["type"] == "status":
             self.status = rec["message"]
+            self.event = rec["event"]
             self.port = rec.get("port") or self.port
             self.raw.append(("status", f"[{rec['event']}] {rec['message']}"))
             return
         if rec.get("warning"):
             self.warning = rec["warning"]
         style = {"foreign": "dim", "corrupt": "red"}.get(rec["type"], "")
-        self.raw.append((style, mon.last_raw or ""))
+        self.raw.append((style, raw))
 
     def close(self, mon) -> None:
         self.mon = mon or self.mon
@@ -173,16 +196,16 @@ class _LiveView:
         if mon is None:
             return Panel(Text(self.status), title="nanoml monitor")
         st = mon.stats
-        head = Table.grid(padding=(0, 2))
         h = st.hello
         if h:
-            head.add_row(f"model {h.get('model')}", f"board {h.get('board')}",
-                         f"runtime {h.get('runtime')}", f"fw {h.get('fw')}",
-                         f"input {h.get('input')}",
-                         f"arena {h.get('used', 0):,}/{h.get('arena', 0):,} B")
+            parts.append(Text(
+                f"model {h.get('model')}  board {h.get('board')}  runtime {h.get('runtime')}  "
+                f"fw {h.get('fw')}  input {h.get('input')}  "
+                f"arena {h.get('used', 0):,} of {h.get('arena', 0):,} B used"))
         else:
-            head.add_row("waiting for the board's hello (sent every few seconds)")
-        parts.append(head)
+            parts.append(Text("waiting for the board's hello (sent every few seconds)", style="dim"))
+        if self.event not in ("connected", "reconnected"):
+            parts.append(Text(self.status, style="bold red"))
         if st.sim:
             parts.append(Text("SIMULATED board: latency is host time, not the Nano's",
                               style="bold yellow"))
@@ -204,12 +227,16 @@ class _LiveView:
         if st.last_err:
             parts.append(Text(f"last error: {st.last_err}", style="red"))
         if st.last_out:
+            top = st.last_top
+            name = (self.labels[top] if self.labels and top is not None and 0 <= top < len(self.labels)
+                    else str(top))
+            parts.append(Text(f"outputs of result {st.last_seq}: top {name}", style="bold"))
             parts.append(self._bars(st))
         raw = Text()
-        for style, line in self.raw:
-            raw.append(line[:200] + "\n", style=style or None)
+        for i, (style, line) in enumerate(self.raw):
+            raw.append(("\n" if i else "") + line[:200], style=style or None)
         parts.append(Panel(raw, title="raw", title_align="left"))
-        return Panel(Group(*parts), title=f"nanoml monitor - {self.port or ''} - {self.status}",
+        return Panel(Group(*parts), title=f"nanoml monitor · {self.port or ''} · {self.event}",
                      title_align="left")
 
     def _bars(self, st):

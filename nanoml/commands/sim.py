@@ -28,6 +28,9 @@ def register(app: typer.Typer) -> None:
         duration: float = typer.Option(None, "--duration", help="Stop after S seconds."),
         arena: int = typer.Option(None, "--arena", help="Arena bytes for the host interpreter "
                                                         "(default: 10x the model, >= 64 KiB)."),
+        exit_with_parent: bool = typer.Option(False, "--exit-with-parent", hidden=True,
+                                              help="Stop when the parent process dies "
+                                                   "(used by monitor --sim)."),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Run MODEL on a virtual board that speaks the firmware's serial protocol.
@@ -35,6 +38,7 @@ def register(app: typer.Typer) -> None:
         Prints the port (/dev/pts/N) as the first line, then serves until Ctrl-C.
         Attach with `nanoml monitor --port <link>`."""
         with handle_errors(json_out):
+            import os
             import signal
             import threading
             import time
@@ -50,6 +54,7 @@ def register(app: typer.Typer) -> None:
                               count=count, arena_size=arena)
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            parent = os.getppid()
             vb.start()
             try:
                 if json_out:
@@ -61,6 +66,8 @@ def register(app: typer.Typer) -> None:
                 end = time.monotonic() + duration if duration else None
                 while vb.running and not stop.is_set():
                     if end is not None and time.monotonic() >= end:
+                        break
+                    if exit_with_parent and os.getppid() != parent:
                         break
                     time.sleep(0.1)
             except KeyboardInterrupt:

@@ -1,5 +1,6 @@
-"""Append monitor records to a file, flushed after every record, so a killed
-monitor loses nothing it already received.
+"""Append monitor records to a file, written through to the OS as soon as they
+are decoded (one write() per read from the port, before the next read), so a
+killed monitor loses nothing it already received.
 
 - `.jsonl` (or `.json`, `.ndjson`): one JSON object per line, the same objects
   `nanoml monitor --json` prints.
@@ -52,16 +53,36 @@ class RecordLogger:
             self._write_csv(CSV_COLUMNS)
 
     def write(self, rec: dict) -> None:
+        self.write_many([rec])
+
+    def write_many(self, recs: list[dict], json_lines: list[str] | None = None) -> None:
+        """Append records with ONE write() to the OS (the file is unbuffered),
+        so each call's records are in the file before it returns.
+        `json_lines`: the records already serialised with `dumps` (reused)."""
+        if not recs:
+            return
         if self.format == "jsonl":
-            self._f.write((dumps(rec) + "\n").encode("utf-8"))
+            lines = json_lines if json_lines is not None else [dumps(r) for r in recs]
+            text = "\n".join(lines) + "\n"
         else:
-            self._write_csv(self._row(rec))
-        self.records += 1
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n")
+            for r in recs:
+                w.writerow(self._row(r))
+            text = buf.getvalue()
+        self._write_all(text.encode("utf-8"))
+        self.records += len(recs)
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = self._f.write(view)
+            view = view[n:]
 
     def _write_csv(self, row: list) -> None:
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerow(row)
-        self._f.write(buf.getvalue().encode("utf-8"))
+        self._write_all(buf.getvalue().encode("utf-8"))
 
     @staticmethod
     def _row(rec: dict) -> list:

@@ -200,7 +200,6 @@ class Monitor:
         self.stats = MonitorStats()
         self.decoder = StreamDecoder()
         self.exit_reason: str | None = None
-        self.last_raw: str | None = None
         self._ser = None
 
     def close(self) -> None:
@@ -213,15 +212,22 @@ class Monitor:
 
     def records(self, count: int | None = None, duration: float | None = None,
                 sleep: Callable[[float], None] = time.sleep) -> Iterator[dict]:
-        """Yields records. The first connection must succeed (raises a
-        NanomlError otherwise); later disconnects are waited out."""
+        """Yields records one by one (see `batches`)."""
+        for batch in self.batches(count, duration, sleep):
+            for rec, _raw in batch:
+                yield rec
+
+    def batches(self, count: int | None = None, duration: float | None = None,
+                sleep: Callable[[float], None] = time.sleep) -> Iterator[list[tuple[dict, str]]]:
+        """Yields lists of (record, raw line) pairs: all the lines completed by
+        one read from the port (a status record comes alone, its raw text is
+        its message). The first connection must succeed
+        (raises a NanomlError otherwise); later disconnects are waited out.
+        Stops after `count` results or `duration` seconds (exit_reason says which)."""
         start = time.monotonic()
         deadline = start + duration if duration else None
         self._ser = self.connector.connect()
-        yield status("connected", self.connector.current, f"connected to {self.connector.current}")
-        if count is not None and count <= 0:
-            self.exit_reason = "count"
-            return
+        yield [_st("connected", self.connector.current, f"connected to {self.connector.current}")]
         try:
             while True:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -231,12 +237,13 @@ class Monitor:
                     ser = self._ser
                     data = ser.read(ser.in_waiting or 1)
                 except Exception as e:  # noqa: BLE001 - SerialException/OSError: port gone
-                    for p in self.decoder.flush():
-                        yield self._record(p)
+                    tail = [self._record(p) for p in self.decoder.flush()]
+                    if tail:
+                        yield tail
                     self.close()
-                    yield status("disconnected", self.connector.current,
-                                 f"lost {self.connector.current} ({_short(e)}); waiting for the "
-                                 "board to come back")
+                    yield [_st("disconnected", self.connector.current,
+                               f"lost {self.connector.current} ({_short(e)}); waiting for the "
+                               "board to come back")]
                     ok = yield from self._reconnect(deadline, sleep)
                     if not ok:
                         self.exit_reason = "duration"
@@ -245,23 +252,26 @@ class Monitor:
                 if not data:
                     continue
                 now = time.time()
+                batch = []
                 for p in self.decoder.feed(data):
-                    yield self._record(p, now)
+                    batch.append(self._record(p, now))
                     if count is not None and self.stats.results >= count:
                         self.exit_reason = "count"
+                        yield batch
                         return
+                if batch:
+                    yield batch
         finally:
             self.close()
 
-    def _record(self, p: Parsed, t: float | None = None) -> dict:
+    def _record(self, p: Parsed, t: float | None = None) -> tuple[dict, str]:
         t = time.time() if t is None else t
         self.stats.update(p, t)
-        self.last_raw = raw_text(p)
         rec = to_record(p, t, self.labels)
         if rec["type"] == "hello" and rec.get("proto") != PROTOCOL_VERSION:
             rec["warning"] = (f"firmware speaks protocol {rec.get('proto')}, this nanoml "
                               f"speaks {PROTOCOL_VERSION}: update the one that is older")
-        return rec
+        return rec, raw_text(p)
 
     def _reconnect(self, deadline: float | None, sleep):
         last_msg = None
@@ -274,14 +284,19 @@ class Monitor:
                 msg = e.message
                 if msg != last_msg:
                     event = "bootloader" if "bootloader" in msg else "waiting"
-                    yield status(event, self.connector.current, msg + (f" ({e.hint})" if e.hint else ""))
+                    yield [_st(event, self.connector.current,
+                               msg + (f" ({e.hint})" if e.hint else ""))]
                     last_msg = msg
                 sleep(RECONNECT_INTERVAL_S)
                 continue
             self.stats.reconnects += 1
-            yield status("reconnected", self.connector.current,
-                         f"reconnected to {self.connector.current}")
+            yield [_st("reconnected", self.connector.current,
+                       f"reconnected to {self.connector.current}")]
             return True
+
+
+def _st(event: str, port: str | None, message: str) -> tuple[dict, str]:
+    return status(event, port, message), message
 
 
 def _short(e: BaseException) -> str:

@@ -275,47 +275,25 @@ def parse_tensors(value: str) -> list[dict]:
     return out
 
 
-def decode_value(kind: str, v: str):
-    if kind == "uint":
-        if not _UINT_RE.match(v):
-            raise ProtocolError(f"expected an unsigned integer, got {v!r}")
-        return int(v)
-    if kind == "int":
-        if not _INT_RE.match(v):
-            raise ProtocolError(f"expected an integer, got {v!r}")
-        return int(v)
-    if kind == "bool":
-        if v not in ("0", "1"):
-            raise ProtocolError(f"expected 0 or 1, got {v!r}")
-        return v == "1"
-    if kind == "float":
-        return _float(v)
-    if kind == "floats":
-        return [_float(x) for x in v.split(",")] if v else []
-    if kind == "ints":
-        try:
-            return [int(x) for x in v.split(",")] if v else []
-        except ValueError:
-            raise ProtocolError(f"expected integers, got {v!r}") from None
-    if kind == "text":
-        return pct_decode(v)
-    if kind == "list":
-        return [pct_decode(x) for x in v.split(",")] if v else []
-    if kind == "hex12":
-        if len(v) != 12 or not _HEX_RE.match(v):
-            raise ProtocolError(f"expected 12 hex digits, got {v!r}")
-        return v.lower()
-    if kind == "hexbytes":
-        try:
-            return bytes.fromhex(v)
-        except ValueError:
-            raise ProtocolError("bad hex payload") from None
-    if kind == "tensors":
-        try:
-            return parse_tensors(v)
-        except ValueError as e:
-            raise ProtocolError(str(e)) from None
-    raise ProtocolError(f"unknown field kind {kind!r}")
+def _uint(v: str) -> int:
+    if not (v.isdigit() and v.isascii()):
+        raise ProtocolError(f"expected an unsigned integer, got {v!r}")
+    return int(v)
+
+
+def _int(v: str) -> int:
+    d = v[1:] if v[:1] == "-" else v
+    if not (d.isdigit() and d.isascii()):
+        raise ProtocolError(f"expected an integer, got {v!r}")
+    return int(v)
+
+
+def _bool(v: str) -> bool:
+    if v == "1":
+        return True
+    if v == "0":
+        return False
+    raise ProtocolError(f"expected 0 or 1, got {v!r}")
 
 
 def _float(v: str) -> float:
@@ -323,6 +301,69 @@ def _float(v: str) -> float:
         return float(v)
     except ValueError:
         raise ProtocolError(f"expected a number, got {v!r}") from None
+
+
+def _floats(v: str) -> list[float]:
+    if not v:
+        return []
+    try:
+        return list(map(float, v.split(",")))
+    except ValueError:
+        raise ProtocolError(f"expected numbers, got {v!r}") from None
+
+
+def _ints(v: str) -> list[int]:
+    if not v:
+        return []
+    items = v.split(",")
+    for x in items:
+        d = x[1:] if x[:1] == "-" else x
+        if not (d.isdigit() and d.isascii()):
+            raise ProtocolError(f"expected integers, got {v!r}")
+    return list(map(int, items))
+
+
+def _list(v: str) -> list[str]:
+    return [pct_decode(x) for x in v.split(",")] if v else []
+
+
+def _hex12(v: str) -> str:
+    if len(v) != 12 or not _HEX_RE.match(v):
+        raise ProtocolError(f"expected 12 hex digits, got {v!r}")
+    return v.lower()
+
+
+def _hexbytes(v: str) -> bytes:
+    if not _HEX_RE.match(v):
+        raise ProtocolError("bad hex payload")
+    try:
+        return bytes.fromhex(v)
+    except ValueError:
+        raise ProtocolError("bad hex payload") from None
+
+
+def _tensors(v: str) -> list[dict]:
+    try:
+        return parse_tensors(v)
+    except ValueError as e:
+        raise ProtocolError(str(e)) from None
+
+
+_DECODERS = {"uint": _uint, "int": _int, "bool": _bool, "float": _float, "floats": _floats,
+             "ints": _ints, "text": pct_decode, "list": _list, "hex12": _hex12,
+             "hexbytes": _hexbytes, "tensors": _tensors}
+assert set(_DECODERS) == set(KINDS)
+# per message type: key -> decoder, and the required keys
+_FIELD_DECODERS = {m.type: {f.key: _DECODERS[f.kind] for f in m.fields} for m in MESSAGES.values()}
+_REQUIRED = {m.type: tuple(f.key for f in m.fields if f.required) for m in MESSAGES.values()}
+
+
+def decode_value(kind: str, v: str):
+    try:
+        fn = _DECODERS[kind]
+    except KeyError:
+        raise ProtocolError(f"unknown field kind {kind!r}") from None
+    return fn(v)
 
 
 @dataclass
@@ -401,29 +442,32 @@ def parse_line(line: bytes) -> Parsed:
         return Corrupt("invalid", _text(line), "non-ASCII bytes")
     parts = text.split(" ")
     mtype = parts[0]
-    if not _NAME_RE.match(mtype):
+    decoders = _FIELD_DECODERS.get(mtype)
+    if decoders is None and not _NAME_RE.match(mtype):
         return Corrupt("invalid", _text(line), f"bad message type {mtype!r}")
-    spec = MESSAGES.get(mtype)
     fields: dict = {}
     extra: dict = {}
     for p in parts[1:]:
         k, sep, v = p.partition("=")
-        if not sep or not _NAME_RE.match(k):
-            return Corrupt("invalid", _text(line), f"bad field {p!r}")
-        f = spec.field(k) if spec else None
-        if f is None:
-            (extra if spec else fields)[k] = v
+        fn = decoders.get(k) if decoders is not None else None
+        if fn is None:
+            if not sep or not _NAME_RE.match(k):
+                return Corrupt("invalid", _text(line), f"bad field {p!r}")
+            (extra if decoders is not None else fields)[k] = v
             continue
+        if not sep:
+            return Corrupt("invalid", _text(line), f"bad field {p!r}")
         try:
-            fields[k] = decode_value(f.kind, v)
+            fields[k] = fn(v)
         except ProtocolError as e:
             return Corrupt("invalid", _text(line), f"{k}: {e}")
-    if spec is None:
-        return Message(mtype, fields, known=False, raw=text_line(line))
-    for f in spec.fields:
-        if f.required and f.key not in fields:
-            return Corrupt("invalid", _text(line), f"'{mtype}' without '{f.key}'")
-    return Message(mtype, fields, extra=extra, raw=text_line(line))
+    raw = text_line(line)
+    if decoders is None:
+        return Message(mtype, fields, known=False, raw=raw)
+    for key in _REQUIRED[mtype]:
+        if key not in fields:
+            return Corrupt("invalid", raw, f"'{mtype}' without '{key}'")
+    return Message(mtype, fields, extra=extra, raw=raw)
 
 
 def parse_lines(line: bytes) -> list[Parsed]:

@@ -39,7 +39,7 @@ class SimProcess:
               extra_args: list[str] | None = None,
               timeout: float = START_TIMEOUT_S) -> "SimProcess":
         args = [sys.executable, "-m", "nanoml", "sim", str(model), "--json", "--input", input,
-                "--rate", str(rate_hz)]
+                "--rate", str(rate_hz), "--exit-with-parent"]
         if link:
             args += ["--link", str(link)]
         if board:
