@@ -368,13 +368,103 @@ def prep_lstm_2022(c: OpCtx):
 
 
 def prep_lstm_2023(c: OpCtx):
-    """The archived library's kernel (TFLM 2023: LSTM with per-gate op data)."""
-    raise Unmodelled("placeholder")
+    """The archived library's kernel (TFLM 2023 rewrite: per-gate parameters
+    computed on the stack, no persistent buffers in Prepare)."""
+    if len(c.op.inputs) != 24:
+        raise Unmodelled("UNIDIRECTIONAL_SEQUENCE_LSTM needs 24 inputs in this library")
+    objs = [c.tin_temp(k) for k in range(24)]
+    objs.append(c.tout_temp(0))
+    ishape = c.shape(c.tin(_LSTM_IN))
+    time_major = c.op.options.get("time_major", False)
+    batch = ishape[1] if time_major else ishape[0]
+    state = c.shape(c.tin(_OUT_STATE))[1]
+    cell = {"float32": 4, "int16": 2}.get(c.dtype(c.tin(_CELL_STATE)))
+    if cell is None:
+        raise Unmodelled("UNIDIRECTIONAL_SEQUENCE_LSTM cell state type not supported")
+    for _ in range(4):
+        c.scratch(batch * state * cell)
+    c.release(*objs)
+
+
+def prep_tanh(c: OpCtx):
+    ti = c.tin_temp(0)
+    c.release(*_temps(c, (0,), (0,)))          # CalculateArithmeticOpData
+    c.release(ti)
+
+
+def prep_transpose_conv(c: OpCtx):
+    to, ti, tf = c.tout_temp(0), c.tin_temp(1 + 1), c.tin_temp(1)
+    # (input is input 2, filter input 1; output-shape input 0 is not viewed)
+    nch = c.shape(c.tin(1))[0]
+    c.persistent(4 * nch)
+    c.persistent(4 * nch)
+    in_dt = c.dtype(c.tin(2))
+    if in_dt == "int8":
+        c.scratch(c.elements(c.tout(0)) * 4)
+    elif in_dt == "int16":
+        c.scratch(c.elements(c.tout(0)) * 8)
+    if in_dt != "float32":                      # CalculateOpData
+        objs = [c.tin_temp(2), c.tin_temp(1), c.tin_temp(3), c.tout_temp(0)]
+        if in_dt == "int16" and c.tin(3) >= 0 and c.dtype(c.tin(3)) == "int16":
+            c.scratch(c.shape(c.tin(3))[0] * 8 if c.shape(c.tin(3)) else 8)
+        c.release(*objs)
+    c.release(to, ti, tf)
+
+
+def prep_out_dims_copy(ins=(0,), outs=(0,), out_first=False):
+    """Views, then a persistent copy of the output's dims (TfLiteIntArray)."""
+    def prep(c: OpCtx):
+        objs = (_temps(c, (), outs) + _temps(c, ins, ())) if out_first else _temps(c, ins, outs)
+        c.persistent(4 + 4 * len(c.shape(c.tout(0))))
+        c.release(*objs)
+    return prep
+
+
+def prep_log_softmax(c: OpCtx):
+    objs = _temps(c, (0,), (0,))
+    if c.dtype(c.tin(0)) == "int8":
+        c.persistent(c.prof["LogSoftmaxOpData"])
+    c.release(*objs)
+
+
+def prep_mirror_pad(c: OpCtx):
+    objs = _temps(c, (0, 1), (0,))
+    rank = len(c.shape(c.tin(0)))
+    c.scratch(4 * rank)
+    c.scratch(4 * rank)
+    c.release(*objs)
+
+
+def prep_add_n(c: OpCtx):
+    first, out = c.tin_temp(0), c.tout_temp(0)
+    n = len(c.op.inputs)
+    for k in range(1, n):
+        c.release(c.tin_temp(k))
+    dt = c.dtype(c.tout(0))
+    if dt == "float32":
+        c.scratch(4 * n)
+    elif dt == "int8":
+        c.persistent(c.prof["AddNOpData"])
+        c.scratch(4 * n)
+    c.release(first, out)
+
+
+def prep_cumsum(c: OpCtx):
+    objs = _temps(c, (0, 1), (0,))
+    c.persistent(c.prof["CumsumOpData"])
+    c.release(*objs)
+
+
+def prep_select(c: OpCtx):
+    c.release(*_temps(c, (0, 1, 2), (0,)))
+
+
+def _none(c: OpCtx):
+    return None
 
 
 # ---------------------------------------------------------------------------
-# op -> prepare function. Ops whose Prepare views every input and output once
-# and allocates nothing else use _all_io; ops with no Prepare use None.
+# op -> prepare function. Ops with no Prepare allocations use _none.
 
 PREPARE: dict[str, Callable | None] = {
     "CONV_2D": prep_conv,
@@ -382,24 +472,48 @@ PREPARE: dict[str, Callable | None] = {
     "FULLY_CONNECTED": prep_fully_connected,
     "AVERAGE_POOL_2D": lambda c: prep_pool(c, True),
     "MAX_POOL_2D": lambda c: prep_pool(c, False),
+    "L2_POOL_2D": prep_out_dims_copy(out_first=True),
     "SOFTMAX": prep_softmax,
+    "LOG_SOFTMAX": prep_log_softmax,
     "SVDF": prep_svdf,
-    "RESHAPE": _simple((0,), (0,)),
-    "QUANTIZE": _simple((0,), (0,)),
-    "DEQUANTIZE": _simple((0,), (0,)),
-    "LOGISTIC": _simple((0,), (0,)),
-    "TANH": _simple((0,), (0,)),
-    "RELU": _simple((0,), (0,)),
+    "TRANSPOSE_CONV": prep_transpose_conv,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": prep_lstm_2022,
+    # one input, one output, viewed once
+    **{op: _simple((0,), (0,)) for op in (
+        "RESHAPE", "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "RELU", "LEAKY_RELU", "HARD_SWISH",
+        "SQUEEZE", "ABS", "SQRT", "RSQRT", "SQUARE", "SIN", "COS", "LOG", "EXP", "ELU",
+        "CAST", "L2_NORMALIZATION", "ROUND", "CEIL", "ZEROS_LIKE", "BATCH_TO_SPACE_ND",
+        "SPACE_TO_BATCH_ND", "LOGICAL_NOT")},
     "RELU6": _simple((0,), ()),
-    "ADD": _simple((0, 1), (0,)),
-    "MUL": _simple((0, 1), (0,)),
+    "TANH": prep_tanh,
+    # two inputs, one output
+    **{op: _simple((0, 1), (0,)) for op in (
+        "ADD", "MUL", "SUB", "DIV", "SQUARED_DIFFERENCE", "FLOOR_DIV", "FLOOR_MOD",
+        "PRELU", "GATHER_ND", "EXPAND_DIMS", "TRANSPOSE", "RESIZE_BILINEAR",
+        "RESIZE_NEAREST_NEIGHBOR", "FILL", "BROADCAST_TO", "BROADCAST_ARGS")},
+    **{op: _simple((0, 1), ()) for op in (
+        "EQUAL", "NOT_EQUAL", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL")},
+    "SLICE": _simple((0, 1, 2), (0,)),
+    "STRIDED_SLICE": _simple((0, 1, 2, 3), (0,)),
+    "SPLIT": _simple((0,), ()),
+    "SPLIT_V": _simple((2,), ()),
+    "DEPTH_TO_SPACE": prep_out_dims_copy(),
+    "SPACE_TO_DEPTH": prep_out_dims_copy(),
+    "GATHER": prep_out_dims_copy(ins=(0, 1)),
     "PAD": prep_pad,
     "PADV2": prep_pad,
+    "MIRROR_PAD": prep_mirror_pad,
     "MEAN": prep_mean_sum,
     "SUM": prep_mean_sum,
     "REDUCE_MAX": prep_reduce_max,
     "CONCATENATION": prep_concatenation,
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": prep_lstm_2022,
+    "ADD_N": prep_add_n,
+    "CUMSUM": prep_cumsum,
+    "SELECT_V2": prep_select,
+    # no allocations in Prepare
+    **{op: _none for op in (
+        "FLOOR", "MAXIMUM", "MINIMUM", "NEG", "PACK", "UNPACK", "ARG_MAX", "ARG_MIN",
+        "SHAPE", "LOGICAL_AND", "LOGICAL_OR")},
 }
 
 LSTM_VARIANTS = {"lstm_2022": prep_lstm_2022, "lstm_2023": prep_lstm_2023}
