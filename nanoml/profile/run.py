@@ -153,7 +153,7 @@ def _build_and_flash(model_path: Path, board, runtime, port: str | None):
     """(flash bytes, RAM bytes, port) after building and uploading the profiling firmware."""
     from ..firmware.build import BuildOptions
     from ..firmware.upload import FlashOptions, flash
-    out = model_path.parent / f"{model_path.stem}-profile"
+    out = Path.cwd() / f"{model_path.stem}-profile"
     bopts = BuildOptions(model=model_path, board=board.id, runtime=runtime.id,
                          input="synthetic", out=out, profile=True)
     res = flash(FlashOptions(target=model_path, port=port, board=board.id, build=bopts))
