@@ -334,3 +334,34 @@ def test_stats_percentiles_gaps_and_restarts():
     st.update(Corrupt("invalid", "x"), t)
     assert (st.corrupt, st.invalid) == (1, 1)
     assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([], 50) is None
+
+
+def test_sim_child_does_not_outlive_a_killed_monitor():
+    mon = subprocess.Popen(nanoml("monitor", "--sim", GESTURE, "--sim-rate", 20, "--json"),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = Reader(mon)
+    assert out.wait_for(lambda ls: len(out.of("res")) >= 2)
+    link = Path(out.of("status")[0]["port"])
+    target = os.readlink(link)
+    assert processes_with(str(link))                  # the check below can see the sim
+    mon.kill()                                        # no chance to stop its child
+    mon.wait()
+    end = time.monotonic() + 10
+    while time.monotonic() < end and (link.exists() or processes_with(str(link))):
+        time.sleep(0.1)
+    assert not link.exists()                          # the orphaned sim noticed, cleaned up
+    assert not [pid for pid in processes_with(str(link))], f"sim for {target} still running"
+
+
+def processes_with(text: str) -> list[int]:
+    """Pids whose command line contains `text` (Linux /proc)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmd:
+                pids.append(int(d.name))
+    return pids

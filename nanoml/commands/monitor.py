@@ -233,7 +233,7 @@ class _LiveView:
             parts.append(Text(f"outputs of result {st.last_seq}: top {name}", style="bold"))
             parts.append(self._bars(st))
         raw = Text()
-        for i, (style, line) in enumerate(self.raw):
+        for i, (style, line) in enumerate(list(self.raw)):
             raw.append(("\n" if i else "") + line[:200], style=style or None)
         parts.append(Panel(raw, title="raw", title_align="left"))
         return Panel(Group(*parts), title=f"nanoml monitor · {self.port or ''} · {self.event}",
