@@ -46,9 +46,12 @@ def _t(sg: Subgraph, op: Operator, i: int, outputs: bool = False) -> Tensor | No
 
 
 def _nhwc(shape: list[int]) -> tuple[int, int, int, int]:
-    s = [max(int(d), 1) for d in shape]
+    """(batch, height, width, channels); shorter shapes get 1s after the batch."""
+    s = [max(int(d), 1) for d in shape] or [1]
+    if len(s) == 1:
+        s = [1] + s
     while len(s) < 4:
-        s.insert(1, 1) if len(s) >= 2 else s.insert(0, 1)
+        s.insert(1, 1)
     return s[0], s[1], s[2], s[3]
 
 

@@ -9,13 +9,11 @@ firmware for this model, or the virtual board (`--sim`). Never prints.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, NanomlError, UsageError
-from ..serial.protocol import Corrupt, Message, encode_frame
-from ..serial.stream import StreamDecoder
+from ..serial.protocol import Message
 
 
 # --------------------------------------------------------------------- inputs
@@ -176,117 +174,56 @@ def compare(index: int, dev_out: list[float], dev_q: list[int] | None, dev_top: 
 
 # --------------------------------------------------------------------- the run
 
-class DeviceLink:
-    """Send input frames, read acks and results, over a byte stream with
-    read(n) -> bytes (b"" when nothing arrived for a while) and write(bytes)."""
-
-    def __init__(self, stream, clock=time.monotonic):
-        self.stream = stream
-        self.clock = clock
-        self.dec = StreamDecoder()
-        self.hello: dict | None = None
-        self.pending: list[Message] = []
-        self.corrupt = 0
-
-    def _messages(self, deadline: float):
-        while self.clock() < deadline:
-            if self.pending:
-                yield self.pending.pop(0)
-                continue
-            chunk = self.stream.read(4096)
-            if not chunk:
-                continue
-            for p in self.dec.feed(chunk):
-                if isinstance(p, Message):
-                    if p.type == "hello":
-                        self.hello = dict(p.fields)
-                    self.pending.append(p)
-                elif isinstance(p, Corrupt):
-                    self.corrupt += 1
-
-    def wait_hello(self, timeout: float) -> dict | None:
-        for m in self._messages(self.clock() + timeout):
-            if m.type == "hello":
-                return self.hello
-        return self.hello
-
-    def infer(self, seq: int, payload: bytes, timeout: float) -> Message:
-        self.stream.write(encode_frame(seq, payload))
-        deadline = self.clock() + timeout
-        acked = False
-        for m in self._messages(deadline):
-            f = m.fields
-            if m.type == "ack" and int(f.get("seq", -1)) == seq:
-                if not f.get("ok"):
-                    raise NanomlError(f"the board rejected input frame {seq}: {f.get('why')}",
-                                      hint="check that the board runs this model's serial-input "
-                                           "firmware (nanoml flash MODEL --input serial)")
-                acked = True
-            elif m.type == "res" and f.get("frame") == seq:
-                return m
-            elif m.type == "err":
-                raise NanomlError(f"the board reported an error: {f.get('code')}: {f.get('msg')}")
-        raise NanomlError(f"no {'result' if acked else 'reply'} for input frame {seq} within "
-                          f"{timeout:g} s", hint="is the board running the serial-input firmware "
-                          "for this model? (`nanoml monitor` shows what it prints)")
-
-
-def validate_stream(stream, sim_model, samples: list[list[bytes]], source: str,
+def validate_stream(link, sim_model, samples: list[list[bytes]], source: str,
                     atol: float | None = None, min_top1: float = 1.0,
                     frame_timeout: float = 30.0, hello_timeout: float = 7.0) -> ValidateResult:
-    link = DeviceLink(stream)
+    """Run `samples` through `link` (a nanoml.serial.link.BoardLink) and compare each
+    result with `sim_model` (the host reference interpreter) on the same bytes."""
     hello = link.wait_hello(hello_timeout)
-    notes = []
-    if hello is None:
-        notes.append("no hello from the board: model and input source not checked")
-    else:
-        if hello.get("model") and hello["model"] != sim_model.sha256[:12]:
-            raise NanomlError(f"the board runs another model (hello model={hello['model']}, "
-                              f"this model is {sim_model.sha256[:12]})",
-                              hint="flash this model: nanoml flash MODEL --input serial")
-        if hello.get("input") and hello["input"] != "serial":
-            raise NanomlError(f"the board's input source is {hello['input']}, not serial",
-                              hint="flash the serial-input firmware: nanoml flash MODEL --input serial")
+    if hello.get("model") and hello["model"] != sim_model.sha256[:12]:
+        raise NanomlError(f"the board runs another model (hello model={hello['model']}, "
+                          f"this model is {sim_model.sha256[:12]})",
+                          hint="flash this model: nanoml flash MODEL --input serial")
+    if hello.get("input") and hello["input"] != "serial":
+        raise NanomlError(f"the board's input source is {hello['input']}, not serial",
+                          hint="flash the serial-input firmware: nanoml flash MODEL --input serial")
     a, scale = default_atol(sim_model)
     res = ValidateResult(source=source, model=sim_model.path, samples=[],
-                         atol=a if atol is None else atol, min_top1=min_top1,
-                         output_scale=scale, notes=notes)
+                         atol=a if atol is None else atol, min_top1=min_top1, output_scale=scale)
     for i, inputs in enumerate(samples):
-        seq = i + 1
-        m = link.infer(seq, b"".join(inputs), frame_timeout)
+        f = link.infer(b"".join(inputs), timeout=frame_timeout)
         ref = sim_model.run(inputs)
-        f = m.fields
         res.samples.append(compare(i, list(f.get("out") or []), f.get("q"), int(f.get("top", -1)),
                                    ref))
         if f.get("us") is not None:
             res.device_us.append(int(f["us"]))
-    if link.corrupt:
-        res.notes.append(f"{link.corrupt} corrupt line(s) ignored")
+        if f.get("sim") and source == "device":
+            res.source = "sim"
+    errors = [p for p in link.other if isinstance(p, Message) and p.type == "err"]
+    if errors:
+        res.notes.append(f"the board reported {len(errors)} error line(s): "
+                         + "; ".join(f"{e.fields.get('code')}: {e.fields.get('msg')}"
+                                     for e in errors[:3]))
     return res
 
 
 def validate(model: Path, inputs: Path, port: str | None = None, sim: bool = False,
              atol: float | None = None, min_top1: float = 1.0, limit: int | None = None,
              board_id: str | None = None, frame_timeout: float = 30.0) -> ValidateResult:
+    from ..serial.link import BoardLink
     from ..sim.model import SimModel
     ref_model = SimModel(model)
     samples = load_inputs(inputs, ref_model)
     if limit:
         samples = samples[:limit]
     if sim:
-        import os
-
         from ..sim.board import VirtualBoard
-        from .session import FdReader
         # the virtual board runs its own host interpreter (a second instance)
         vb = VirtualBoard(model, input="serial", rate_hz=0, board=board_id or "nano33ble_sense")
         with vb:
-            fd = os.open(vb.port, os.O_RDWR | os.O_NOCTTY)
-            try:
-                res = validate_stream(_FdStream(fd), ref_model, samples, "sim", atol, min_top1,
-                                      frame_timeout, hello_timeout=2.0)
-            finally:
-                os.close(fd)
+            with BoardLink.open(vb.port) as link:
+                res = validate_stream(link, ref_model, samples, "sim", atol, min_top1,
+                                      frame_timeout)
         if vb.error is not None:
             raise NanomlError(f"the virtual board failed: {vb.error}")
         return res
@@ -294,29 +231,8 @@ def validate(model: Path, inputs: Path, port: str | None = None, sim: bool = Fal
         from ..boards import get_board
         from ..serial.ports import find_board_port
         port = find_board_port(get_board(board_id)).device
-    from ..serial.ports import open_port
-    ser = open_port(port)
-    try:
-        return validate_stream(ser, ref_model, samples, "device", atol, min_top1, frame_timeout)
-    finally:
-        ser.close()
-
-
-class _FdStream:
-    def __init__(self, fd: int):
-        from .session import FdReader
-        self.fd = fd
-        self.reader = FdReader(fd, 0.05)
-
-    def read(self, n: int) -> bytes:
-        return self.reader.read(n)
-
-    def write(self, data: bytes) -> None:
-        import os
-        view = memoryview(data)
-        while view:
-            n = os.write(self.fd, view)
-            view = view[n:]
+    with BoardLink.open(port) as link:
+        return validate_stream(link, ref_model, samples, "device", atol, min_top1, frame_timeout)
 
 
 def check_args(atol: float | None, min_top1: float) -> None:
