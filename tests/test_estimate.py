@@ -149,3 +149,18 @@ def test_nnls_recovers_non_negative_solution():
 
 def test_aliased_runtime_uses_measured_table():
     assert load_cost_model("arduino_tflite_2023").id == RUNTIME
+
+
+def test_committed_coefficients_are_the_fit_of_the_committed_data(tmp_path):
+    """`python -m nanoml.profile.fit` on the committed measurements (and the shared
+    truth) gives exactly the committed coefficient table."""
+    from nanoml.profile.fit import collect, fit
+    truth = shared_path("truth", "instructions_cortex_m4.json")
+    rows = collect([(DATA / "measured.json", DATA / "models"), (truth, SHARED / "models")])
+    table = fit(rows)
+    committed = json.loads((Path(__file__).parent.parent / "nanoml" / "profile" / "coefficients"
+                            / "chirale_2.0.0.json").read_text())["paths"]
+    assert set(table) == set(committed)
+    for path, v in table.items():
+        assert v["per"] == pytest.approx(committed[path]["per"], rel=1e-3, abs=1e-3), path
+        assert v["fixed"] == pytest.approx(committed[path]["fixed"], rel=1e-3, abs=1e-2), path

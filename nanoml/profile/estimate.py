@@ -69,4 +69,16 @@ def estimate(model_path: str | Path, runtime_id: str, board, cpi: float | None =
         latency=Latency(mean=ms, p50=ms, p99=ms, runs=0),
         arena_min_bytes=amin, arena_used_bytes=aused, instructions=total, cpi=cpi,
         total_cycles=cycles, notes=notes)
+    res.flash_bytes, res.ram_bytes = _footprint(model, board, runtime_id)
+    if res.flash_bytes is not None:
+        res.notes.append("flash/RAM: inspect's footprint estimate (no build)")
     return res.finalize()
+
+
+def _footprint(model: Model, board, runtime_id: str) -> tuple[int | None, int | None]:
+    try:
+        from ..model.inspect import inspect_model
+        fp = inspect_model(model.path, board.id, runtime_id, model=model).footprint
+        return fp.flash_bytes, fp.ram_bytes
+    except Exception:  # noqa: BLE001 - extra information only
+        return None, None

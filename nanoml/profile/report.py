@@ -32,7 +32,8 @@ def _summary(r: ProfileResult) -> list[tuple[str, str]]:
     rows.append(("arena (minimal / used)",
                  f"{_fmt_bytes(r.arena_min_bytes)} / {_fmt_bytes(r.arena_used_bytes)}"))
     if r.flash_bytes is not None or r.ram_bytes is not None:
-        rows.append(("flash / RAM (build)", f"{_fmt_bytes(r.flash_bytes)} / {_fmt_bytes(r.ram_bytes)}"))
+        how = "build" if r.source == "device" else "estimate"
+        rows.append((f"flash / RAM ({how})", f"{_fmt_bytes(r.flash_bytes)} / {_fmt_bytes(r.ram_bytes)}"))
     if r.arena_recorded:
         rows.append(("arena recorded in", r.arena_recorded))
     return rows

@@ -134,9 +134,25 @@ def profile_on_board(model: Path, board, runtime, runs: int = 20, port: str | No
         res.flash_bytes, res.ram_bytes = flash_bytes, ram_bytes
         if run.sim:
             res.source = "sim"
+    _cpi_note(res, m, runtime.id, board)
     if record:
         _record(res, m, project, model_path)
     return res
+
+
+def _cpi_note(res: ProfileResult, model: Model, runtime_id: str, board) -> None:
+    """Measured cycles over the latency model's instructions: the CPI the estimate
+    should use (device runs; the sim's cycles come from the model itself)."""
+    if res.source != "device" or not res.total_cycles:
+        return
+    try:
+        from .estimate import estimate_layers
+        _, instr, prior, _ = estimate_layers(model, runtime_id, board.clock_hz)
+    except Exception:  # noqa: BLE001 - a note, not a result
+        return
+    if instr > 0:
+        res.notes.append(f"measured cycles / estimated instructions = "
+                         f"{res.total_cycles / instr:.3f} (the estimate assumes CPI {prior:g})")
 
 
 def _read_device(port: str, model: Model, runs: int, timeout: float) -> DeviceRun:
