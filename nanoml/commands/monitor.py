@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
                     import tempfile
 
                     from ..sim.process import SimProcess
-                    link = Path(tempfile.gettempdir()) / f"nanoml-{os.getuid()}" / \
+                    link = Path(tempfile.gettempdir()) / f"nanoml-{getattr(os, 'getuid', lambda: 0)()}" / \
                         f"monitor-{os.getpid()}-sim"
                     sim_proc = SimProcess.spawn(sim, rate_hz=sim_rate, link=link, board=b.id)
                     port = sim_proc.link

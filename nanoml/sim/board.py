@@ -20,10 +20,14 @@ import errno
 import os
 import select
 import tempfile
-import termios
 import threading
 import time
-import tty
+
+try:                       # POSIX only: the virtual board lives on a pseudo-terminal
+    import termios
+    import tty
+except ImportError:        # pragma: no cover - Windows
+    termios = tty = None
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,13 +45,13 @@ HELLO_INTERVAL_S = 5.0
 # sim sees, answers with a hello (after a short delay: pyserial flushes the
 # input right after configuring) and parks the speed again. It stands in for
 # the DTR line a sketch watches on USB CDC.
-_PARKED_SPEED = termios.B50
+_PARKED_SPEED = termios.B50 if termios else 0
 _HELLO_AFTER_OPEN_S = 0.15
 
 
 def default_link_path() -> Path:
     """Where the sim's stable symlink goes unless --link says otherwise."""
-    return Path(tempfile.gettempdir()) / f"nanoml-{os.getuid()}" / "nanoml-sim"
+    return Path(tempfile.gettempdir()) / f"nanoml-{getattr(os, 'getuid', lambda: 0)()}" / "nanoml-sim"
 
 
 @dataclass
@@ -69,6 +73,9 @@ class VirtualBoard:
                  runtime: str = "tflm-host", link: str | Path | None = None,
                  hello_interval: float = HELLO_INTERVAL_S, count: int | None = None,
                  profile: bool = False, arena_size: int | None = None):
+        if termios is None or not hasattr(os, "openpty"):
+            raise UsageError("the virtual board needs a POSIX pseudo-terminal (Linux or macOS)",
+                             hint="run `nanoml sim` / `monitor --sim` on Linux, macOS or WSL")
         if input not in INPUT_MODES:
             raise UsageError(f"unknown input '{input}'; use one of: {', '.join(INPUT_MODES)}")
         if rate_hz < 0:
