@@ -345,6 +345,30 @@ def _pad_op(sg, op) -> Work:
     return Work("pad", {"elements": out.elements})
 
 
+def _transpose_conv(sg, op) -> Work:
+    """Reference TransposeConv (int8 and float): for every input pixel, input channel
+    and filter tap, a bounds check of the output position, then an accumulation over
+    the output channels into a scratch buffer; then one pass over the outputs."""
+    w, inp, out = _t(sg, op, 1), _t(sg, op, 2), _t(sg, op, 0, True)
+    n, ih, iw, cin = _nhwc(inp.shape)
+    cout, kh, kw, _ = w.shape
+    _, oh, ow, _ = _nhwc(out.shape)
+    o = op.options
+    sh, sw = int(o.get("stride_h", 1) or 1), int(o.get("stride_w", 1) or 1)
+    pad = o.get("padding", "VALID")
+
+    def valid(in_size, out_size, k, stride):
+        p_ = _pad(pad, out_size, k, stride, 1, in_size)   # padding as for the forward conv
+        return sum(1 for i in range(in_size) for f in range(k)
+                   if 0 <= i * stride - p_ + f < out_size)
+
+    vy, vx = valid(ih, oh, kh, sh), valid(iw, ow, kw, sw)
+    kind = "f32" if _is_float(inp) else ("s8" if _is_int8(inp) else inp.dtype)
+    return Work(f"transpose_conv_{kind}", {
+        "taps": n * ih * iw * cin * kh * kw, "macs": n * vy * vx * cin * cout,
+        "out": out.elements})
+
+
 def _lstm(sg, op) -> Work:
     inp, out = _t(sg, op, 0), _t(sg, op, 0, True)
     time_major = bool(op.options.get("time_major", False))
@@ -385,6 +409,8 @@ def operator_work(sg: Subgraph, op: Operator) -> Work:
             return _conv(sg, op)
         if name == "DEPTHWISE_CONV_2D":
             return _dwconv(sg, op)
+        if name == "TRANSPOSE_CONV":
+            return _transpose_conv(sg, op)
         if name == "FULLY_CONNECTED":
             return _fc(sg, op)
         if name == "AVERAGE_POOL_2D":
