@@ -184,7 +184,8 @@ def test_header_compiles_for_the_board(tmp_path):
     if not cxx:
         pytest.skip("arm-none-eabi-g++ not installed (scripts/install.sh installs it)")
     obj = tmp_path / "arm.o"
-    r = subprocess.run([cxx, *ARM_FLAGS, "-Wall", "-Wextra", "-Werror", f"-I{HEADER_DIR}", "-c",
+    r = subprocess.run([cxx, *ARM_FLAGS, "-Wall", "-Wextra", "-Wshadow", "-Wconversion",
+                        "-Wsign-conversion", "-Werror", f"-I{HEADER_DIR}", "-c",
                         str(CPP / "arm_compile.cpp"), "-o", str(obj)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     nm = shutil.which("arm-none-eabi-nm")

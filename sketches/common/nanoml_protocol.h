@@ -61,11 +61,11 @@ constexpr uint32_t kSeedMul = 2654435761u;  // 0x9E3779B1
 // CRC-16/CCITT-FALSE, bitwise (no 512-byte table in flash). crc16("123456789")
 // == 0x29B1. Pass the previous result as `crc` to continue over several chunks.
 inline uint16_t crc16_update(uint16_t crc, uint8_t byte) {
-  crc ^= static_cast<uint16_t>(byte) << 8;
+  uint32_t c = crc ^ (static_cast<uint32_t>(byte) << 8);
   for (int i = 0; i < 8; ++i) {
-    crc = (crc & 0x8000u) ? static_cast<uint16_t>((crc << 1) ^ 0x1021u)
-                          : static_cast<uint16_t>(crc << 1);
+    c = (c & 0x8000u) ? ((c << 1) ^ 0x1021u) : (c << 1);
   }
+  crc = static_cast<uint16_t>(c & 0xFFFFu);
   return crc;
 }
 
