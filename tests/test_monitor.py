@@ -365,3 +365,38 @@ def processes_with(text: str) -> list[int]:
             if text in cmd:
                 pids.append(int(d.name))
     return pids
+
+
+def test_usb_discovery_reconnect_through_bootloader():
+    """Without --port the monitor finds the board by VID:PID again after a
+    reset, and says when it sits in its bootloader. No board here: the USB
+    listing is given to the Connector; the ports behind it are real ptys."""
+    from types import SimpleNamespace
+
+    from nanoml.serial.monitor import Connector, Monitor
+    from nanoml.sim.board import start_virtual_board
+
+    listing = []
+    board1 = start_virtual_board(GESTURE, rate_hz=50, link=None)
+    listing[:] = [SimpleNamespace(device=board1.port, vid=0x2341, pid=0x805A)]
+    mon = Monitor(Connector("nano33ble_sense", None, ports_fn=lambda: list(listing)))
+    events, board2 = [], None
+    try:
+        for rec in mon.records(count=30, duration=30, sleep=lambda s: time.sleep(0.05)):
+            if rec["type"] == "status":
+                events.append(rec["event"])
+                if rec["event"] == "bootloader":
+                    assert "press the reset button" in rec["message"]
+                    board2 = start_virtual_board(GESTURE, rate_hz=50, link=None)   # "reset pressed"
+                    listing[:] = [SimpleNamespace(device=board2.port, vid=0x2341, pid=0x805A)]
+            elif rec["type"] == "res" and board2 is None and mon.stats.results == 10:
+                # double-tap reset: the sketch's port vanishes, the bootloader's appears
+                listing[:] = [SimpleNamespace(device="/dev/ttyACM9", vid=0x2341, pid=0x005A)]
+                board1.stop()
+    finally:
+        board1.stop()
+        if board2 is not None:
+            board2.stop()
+    assert events[:3] == ["connected", "disconnected", "bootloader"] and events[-1] == "reconnected"
+    assert mon.exit_reason == "count" and mon.stats.reconnects == 1
+    assert mon.connector.current == board2.port

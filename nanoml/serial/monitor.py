@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from ..errors import NanomlError
+from ..errors import BoardNotFound, NanomlError
 from .ports import find_board_port, open_port
 from .protocol import PROTOCOL_VERSION, Corrupt, Foreign, Message, Parsed
 from .stream import StreamDecoder
@@ -283,9 +283,14 @@ class Monitor:
             except NanomlError as e:
                 msg = e.message
                 if msg != last_msg:
-                    event = "bootloader" if "bootloader" in msg else "waiting"
-                    yield [_st(event, self.connector.current,
-                               msg + (f" ({e.hint})" if e.hint else ""))]
+                    if "bootloader" in msg:
+                        event, text = "bootloader", f"{msg}: {e.hint}"
+                    elif isinstance(e, BoardNotFound):
+                        event, text = "waiting", f"waiting for the board to come back ({msg})"
+                    else:
+                        event, text = "waiting", f"cannot reopen the port: {msg}" + (
+                            f" ({e.hint})" if e.hint else "")
+                    yield [_st(event, self.connector.current, text)]
                     last_msg = msg
                 sleep(RECONNECT_INTERVAL_S)
                 continue
