@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -276,9 +277,12 @@ def test_live_view_renders_in_a_terminal(tmp_path):
     try:
         end = time.monotonic() + 60
         while time.monotonic() < end:
+            r, _, _ = select.select([master], [], [], 0.5)
+            if not r:
+                continue
             try:
                 chunk = os.read(master, 65536)
-            except OSError:
+            except OSError:                 # EIO: the monitor exited, its end is closed
                 break
             if not chunk:
                 break
