@@ -418,7 +418,7 @@ def operator_work(sg: Subgraph, op: Operator) -> Work:
         if name == "MAX_POOL_2D":
             return _pool(sg, op, "maxpool")
         if name in ("ADD", "SUB", "MUL"):
-            return _elementwise(sg, op, name.lower() if name != "SUB" else "add")
+            return _elementwise(sg, op, name.lower())
         if name == "SOFTMAX":
             return _softmax(sg, op)
         if name == "HARD_SWISH":
@@ -444,8 +444,9 @@ def operator_work(sg: Subgraph, op: Operator) -> Work:
         out = _t(sg, op, 0, True)
         return Work("generic", {"elements": out.elements if out is not None else 0},
                     f"shape not understood ({e})")
-    out = _t(sg, op, 0, True)
-    return Work(f"other:{name}", {"elements": out.elements if out is not None else 0})
+    out, inp = _t(sg, op, 0, True), _t(sg, op, 0)
+    dtype = inp.dtype if inp is not None else "none"
+    return Work(f"other:{name}:{dtype}", {"elements": out.elements if out is not None else 0})
 
 
 def model_work(model: Model) -> list[Work]:
