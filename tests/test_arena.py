@@ -66,8 +66,7 @@ def test_planner_ties_keep_library_order():
     assert offsets == [16, 0] and total == 32
 
 
-def test_unknown_runtime_is_a_usage_error(tmp_path):
-    from nanoml.model.tflite import load_bytes
+def test_unknown_runtime_is_a_usage_error():
+    from nanoml.memory.profiles import get_profile
     with pytest.raises(UsageError):
-        from nanoml.memory.profiles import get_profile
         get_profile("no_such_runtime")

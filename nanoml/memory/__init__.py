@@ -17,10 +17,6 @@ from . import events as _events
 
 __all__ = ["ArenaPrediction", "predict_arena", "profile_ids"]
 
-# Safe upper bound for an op with no model: generous per-op allowance for
-# temporaries/op data on top of the modelled parts (see _upper_bound).
-_UNMODELLED_OP_ALLOWANCE = 4096
-
 
 @dataclass
 class ArenaPrediction:
@@ -64,29 +60,15 @@ def predict_arena(model, runtime_id: str = "chirale_2.0.0",
         return ArenaPrediction(min_bytes=r.min_bytes, used_bytes=r.used_bytes,
                                breakdown=breakdown, exact=True,
                                method=f"allocator replay ({cfg})", notes=notes)
-    # Some op has no model: what was modelled is still replayed, then a safe
-    # margin is added for what was not.
-    bound = _upper_bound(model, stream, r)
+    # Some op has no model: its allocations were replaced by pessimistic
+    # allowances (kernels.prep_unmodelled) and the replay treats any overlap
+    # of persistent and temporary memory as fatal.
+    strict = replay(stream.events, "strict")
+    bound = (max(strict.min_bytes, strict.used_bytes) + 15) // 16 * 16
     notes = [f"not modelled: {u}" for u in stream.unmodelled] + [
         "min_bytes and used_bytes are a SAFE UPPER BOUND, not an exact figure"]
-    breakdown["upper_bound_margin"] = bound - r.min_bytes
+    breakdown["persistent"] = strict.persistent_bytes
+    breakdown["temporary_peak"] = bound - strict.used_bytes
+    breakdown["binding_step"] = strict.binding
     return ArenaPrediction(min_bytes=bound, used_bytes=bound, breakdown=breakdown, exact=False,
                            method=f"upper bound ({cfg})", notes=notes)
-
-
-def _upper_bound(model, stream, r) -> int:
-    """No tensor sharing at all (every activation and scratch buffer kept for the
-    whole run) + the replayed persistent part + an allowance per unmodelled op
-    for its op data and temporaries (every input/output viewed at once)."""
-    total = 0
-    for sg in model.subgraphs:
-        for t in sg.tensors:
-            if not t.is_const:
-                total += (_events.tensor_bytes(t) + 15) // 16 * 16
-    total += sum((s + 15) // 16 * 16 for s in stream.events and [] or [])
-    extra = 0
-    for op in model.operators:
-        views = len(op.inputs) + len(op.outputs) + len(op.intermediates)
-        extra += _UNMODELLED_OP_ALLOWANCE + views * 64
-    bound = max(r.min_bytes, total + r.persistent_bytes) + extra
-    return (bound + 15) // 16 * 16

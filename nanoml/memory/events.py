@@ -164,7 +164,8 @@ def build(model: Model, prof: dict, static_memory: bool) -> Stream:
             ev.append(Ev("M", tag=f"Init {op.display_name} #{op.index}"))
             size = prof["init_bytes"].get(op.op)
             if op.op == "CUSTOM" or size is None:
-                unmodelled.append(f"{op.display_name}: no op-data size known")
+                unmodelled.append(f"{op.display_name}: no allocation model for this op (pessimistic allowance used)")
+                P(kernels.UNMODELLED_PERSISTENT, 16, "unmodelled allowance")
             elif size:
                 P(size, 16, "op data")
     n_requests = 0
@@ -175,15 +176,24 @@ def build(model: Model, prof: dict, static_memory: bool) -> Stream:
             if op.op == "UNIDIRECTIONAL_SEQUENCE_LSTM":
                 fn = kernels.LSTM_VARIANTS[prof["lstm_kernel"]]
             before = len(facts.scratch_requests)
+            ctx = kernels.OpCtx(facts, sg, op, ev, kprof)
             if fn == "missing" or op.op == "CUSTOM":
-                unmodelled.append(f"{op.display_name}: Prepare not modelled")
+                unmodelled.append(f"{op.display_name}: no allocation model for this op (pessimistic allowance used)")
+                kernels.prep_unmodelled(ctx)
             elif fn is not None:
+                mark = len(ev)
                 try:
-                    fn(kernels.OpCtx(facts, sg, op, ev, kprof))
-                except kernels.Unmodelled as e:
-                    unmodelled.append(f"{op.display_name}: {e}")
-                except (IndexError, KeyError, ZeroDivisionError) as e:
-                    unmodelled.append(f"{op.display_name}: unexpected tensor layout ({e!r})")
+                    fn(ctx)
+                except (kernels.Unmodelled, IndexError, KeyError, ZeroDivisionError) as e:
+                    why = str(e) if isinstance(e, kernels.Unmodelled) else \
+                        f"unexpected tensor layout ({e!r})"
+                    unmodelled.append(f"{op.display_name}: {why}")
+                    # drop what was emitted and use the pessimistic stand-in
+                    for e2 in ev[mark:]:
+                        if e2.kind == "S":
+                            facts.scratch_requests.pop()
+                    del ev[mark:]
+                    kernels.prep_unmodelled(ctx)
             for _ in range(len(facts.scratch_requests) - before):
                 facts.scratch_owner.append((sg.index, op.index))
             n_requests = len(facts.scratch_requests)

@@ -463,6 +463,26 @@ def _none(c: OpCtx):
     return None
 
 
+# Allowances for an op with no model (safe upper bound, not a measurement):
+UNMODELLED_PERSISTENT = 4096      # op data / tables allocated by an unknown kernel
+UNMODELLED_VIEWS = 2              # each input/output viewed this many times at once
+
+
+def prep_unmodelled(c: OpCtx):
+    """Pessimistic stand-in for a kernel with no model: every input, output and
+    intermediate viewed twice at once, a persistent allowance plus 8 bytes per
+    output channel, and a scratch buffer as large as all its tensors together."""
+    objs = []
+    for _ in range(UNMODELLED_VIEWS):
+        objs += [c.temp(t) for t in c.op.inputs] + [c.temp(t) for t in c.op.outputs]
+        objs += [c.temp(t) for t in c.op.intermediates]
+    chans = max([c.shape(t)[-1] for t in c.op.outputs if t >= 0 and c.shape(t)] or [1])
+    c.persistent(UNMODELLED_PERSISTENT + 8 * chans, tag="unmodelled allowance")
+    total = sum(c.elements(t) * 8 for t in list(c.op.inputs) + list(c.op.outputs) if t >= 0)
+    c.scratch(max(total, 16))
+    c.release(*objs)
+
+
 # ---------------------------------------------------------------------------
 # op -> prepare function. Ops with no Prepare allocations use _none.
 
