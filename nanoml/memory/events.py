@@ -127,7 +127,8 @@ def _lifetimes(model: Model, facts: GraphFacts, sg_index: int = 0):
 def build(model: Model, prof: dict, static_memory: bool) -> Stream:
     structs = dict(prof["structs"]["common"])
     structs.update(prof["structs"]["static" if static_memory else "dynamic"])
-    kprof = structs
+    kprof = dict(structs)
+    kprof.update(prof.get("kernel_flags", {}))
     facts = GraphFacts(model=model, quant=_quant_channels(model))
     ev: list[Ev] = []
     unmodelled: list[str] = []

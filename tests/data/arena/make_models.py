@@ -24,10 +24,17 @@ def convert(model, name, quant, shape, int_io=True):
                 yield [rng.standard_normal((1, *shape)).astype(np.float32)]
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = rep
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int_io:
-            conv.inference_input_type = tf.int8
-            conv.inference_output_type = tf.int8
+        if quant == "int16":
+            conv.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            if int_io:
+                conv.inference_input_type = tf.int16
+                conv.inference_output_type = tf.int16
+        else:
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if int_io:
+                conv.inference_input_type = tf.int8
+                conv.inference_output_type = tf.int8
     data = conv.convert()
     (OUT / f"{name}.tflite").write_bytes(data)
     print(name, len(data))
@@ -149,9 +156,14 @@ BUILDERS = {"cnn": cnn, "residual": residual, "dense": dense, "mobile": mobile,
 if __name__ == "__main__":
     OUT.mkdir(exist_ok=True)
     tf.keras.utils.set_random_seed(1)
-    names = sys.argv[1:] or list(BUILDERS)
+    args = sys.argv[1:]
+    int16 = "--int16" in args
+    names = [a for a in args if not a.startswith("--")] or list(BUILDERS)
     for n in names:
         model, shape = BUILDERS[n]()
+        if int16:
+            convert(model, f"{n}_int16", "int16", shape)
+            continue
         convert(model, f"{n}_float", False, shape)
         convert(model, f"{n}_int8", True, shape)
         convert(model, f"{n}_int8_floatio", True, shape, int_io=False)
