@@ -147,19 +147,51 @@ def test_nnls_recovers_non_negative_solution():
     assert (x >= 0).all()
 
 
-def test_aliased_runtime_uses_measured_table():
-    assert load_cost_model("arduino_tflite_2023").id == RUNTIME
+def test_each_runtime_has_its_own_measured_table():
+    assert load_cost_model("arduino_tflite_2023").id == "arduino_tflite_2023"
+    assert load_cost_model("chirale_2.0.0_no_static_memory").id == RUNTIME
 
 
-def test_committed_coefficients_are_the_fit_of_the_committed_data(tmp_path):
+ARD = "arduino_tflite_2023"
+ARD_HOLDOUT = json.loads((DATA / f"{ARD}.holdout.json").read_text())["models"]
+
+
+@pytest.mark.parametrize("name", sorted(ARD_HOLDOUT))
+def test_arduino_2023_estimate_on_held_out_models(name):
+    model = load(DATA / "models" / name)
+    layers, total, _, _ = estimate_layers(model, ARD, CLOCK)
+    m = ARD_HOLDOUT[name]
+    assert abs(total / m["total_instructions"] - 1) < 0.15
+    for rec in m["ops"]:
+        if rec["instructions"] >= 0.05 * m["total_instructions"]:
+            assert abs(layers[rec["index"]].instructions / rec["instructions"] - 1) < 0.25, rec
+
+
+def test_runtimes_differ_where_their_kernels_do(shared_models):
+    """The 2023 Arduino library's int8 LSTM does ~1.4x Chirale's work; conv nets match."""
+    dtln = load(shared_models / "dtln_noise_suppression.tflite")
+    _, chirale, _, _ = estimate_layers(dtln, RUNTIME, CLOCK)
+    _, ard, _, _ = estimate_layers(dtln, ARD, CLOCK)
+    assert ard > 1.3 * chirale
+    pd = load(shared_models / "person_detect.tflite")
+    assert abs(estimate_layers(pd, ARD, CLOCK)[1] / estimate_layers(pd, RUNTIME, CLOCK)[1] - 1) < 0.02
+
+
+@pytest.mark.parametrize("runtime", [RUNTIME, "arduino_tflite_2023"])
+def test_committed_coefficients_are_the_fit_of_the_committed_data(runtime):
     """`python -m nanoml.profile.fit` on the committed measurements (and the shared
-    truth) gives exactly the committed coefficient table."""
+    models) gives exactly the committed coefficient table."""
     from nanoml.profile.fit import collect, fit
-    truth = shared_path("truth", "instructions_cortex_m4.json")
-    rows = collect([(DATA / "measured.json", DATA / "models"), (truth, SHARED / "models")])
-    table = fit(rows)
+    if runtime == RUNTIME:
+        pairs = [(DATA / "measured.json", DATA / "models"),
+                 (shared_path("truth", "instructions_cortex_m4.json"), SHARED / "models")]
+    else:
+        shared_path("models")
+        pairs = [(DATA / f"{runtime}.measured.json", DATA / "models"),
+                 (DATA / f"{runtime}.shared.json", SHARED / "models")]
+    table = fit(collect(pairs))
     committed = json.loads((Path(__file__).parent.parent / "nanoml" / "profile" / "coefficients"
-                            / "chirale_2.0.0.json").read_text())["paths"]
+                            / f"{runtime}.json").read_text())["paths"]
     assert set(table) == set(committed)
     for path, v in table.items():
         assert v["per"] == pytest.approx(committed[path]["per"], rel=1e-3, abs=1e-3), path

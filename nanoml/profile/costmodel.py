@@ -59,9 +59,8 @@ class CostModel:
 
 
 # Runtimes whose Cortex-M4 kernels we have not measured separately use the nearest
-# measured table (same CMSIS-NN kernel structure); the estimate says so.
-_ALIASES = {"arduino_tflite_2023": "chirale_2.0.0",
-            "chirale_2.0.0_no_static_memory": "chirale_2.0.0"}
+# measured table (same kernels, other build flags); the estimate says so.
+_ALIASES = {"chirale_2.0.0_no_static_memory": "chirale_2.0.0"}
 
 
 @lru_cache(maxsize=None)
