@@ -71,6 +71,27 @@ def _quant_channels(model: Model) -> list[list[int]]:
     return out
 
 
+def offline_offsets(model: Model) -> list[int] | None:
+    """Tensor offsets from an "OfflineMemoryAllocation" metadata entry (planned
+    ahead of time; the library honours them, -1 = plan online), else None."""
+    root = Buf(model.raw).root()
+    for m in root.tables(6):
+        if m.string(0) == "OfflineMemoryAllocation":
+            bufs = root.tables(4)
+            b = m.scalar(1, "I", 0)
+            if b >= len(bufs):
+                return None
+            raw = bytes(bufs[b].bytes_view(0))
+            words = [int.from_bytes(raw[i:i + 4], "little", signed=True)
+                     for i in range(0, len(raw) - len(raw) % 4, 4)]
+            return words[3:3 + words[2]] if len(words) >= 3 else None
+    return None
+
+
+def has_offline_plan(model: Model) -> bool:
+    return offline_offsets(model) is not None
+
+
 def tensor_bytes(t) -> int:
     n = 1
     for d in t.shape:
@@ -200,6 +221,10 @@ def build(model: Model, prof: dict, static_memory: bool) -> Stream:
             n_requests = len(facts.scratch_requests)
             ev.append(Ev("R"))
             ev.append(Ev("H", sbr * (n_requests + max_req), 4))
+    offline = offline_offsets(model)
+    if offline is not None:
+        unmodelled.append("offline-planned tensor offsets (OfflineMemoryAllocation metadata): "
+                          "honoured as the library does, not verified on a board")
     if any(op.op in ("IF", "WHILE", "CALL_ONCE") for op in model.operators):
         unmodelled.append("control-flow subgraphs (IF/WHILE/CALL_ONCE): lifetimes not modelled")
 
@@ -230,7 +255,8 @@ def build(model: Model, prof: dict, static_memory: bool) -> Stream:
             if t.is_const or t.is_variable or nb == 0:
                 continue
             if sg.index == 0:
-                buffers.append(Buffer((nb + 15) // 16 * 16, first[t.index], last[t.index]))
+                off = offline[t.index] if offline and t.index < len(offline) else -1
+                buffers.append(Buffer((nb + 15) // 16 * 16, first[t.index], last[t.index], off))
             else:
                 buffers.append(Buffer((nb + 15) // 16 * 16, -1, -1))
                 unmodelled.append("tensors of non-main subgraphs: lifetimes not modelled")
