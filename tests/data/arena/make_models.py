@@ -149,9 +149,43 @@ def random_cnn(seed: int):
     return tf.keras.Model(i, x), shape
 
 
+def random_cnn2(seed: int):
+    """Wider variety: bias-free convs, separable convs, zero padding, batch norm,
+    larger inputs, dense without bias, two outputs."""
+    rng = np.random.default_rng(100 + seed)
+    h = int(rng.choice([32, 48, 64, 96]))
+    shape = (h, h, int(rng.choice([1, 3])))
+    i = L.Input(shape, batch_size=1)
+    x = L.ZeroPadding2D(1)(i) if rng.integers(0, 2) else i
+    x = L.Conv2D(int(rng.choice([8, 16])), 3, strides=2, use_bias=bool(rng.integers(0, 2)))(x)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU(6.0)(x)
+    for _ in range(int(rng.integers(2, 6))):
+        kind = rng.integers(0, 5)
+        ch = x.shape[-1]
+        if kind == 0:
+            x = L.SeparableConv2D(int(ch * rng.choice([1, 2])), 3, padding="same",
+                                  activation="relu")(x)
+        elif kind == 1 and x.shape[1] >= 6:
+            x = L.Conv2D(ch, 3, strides=2, padding="same", activation="relu")(x)
+        elif kind == 2:
+            y = L.Conv2D(ch, 3, padding="same", use_bias=False)(x)
+            y = L.BatchNormalization()(y)
+            x = L.ReLU()(L.Add()([x, y]))
+        elif kind == 3 and x.shape[1] >= 4:
+            x = L.MaxPooling2D(int(rng.choice([2, 3])), strides=2, padding="same")(x)
+        else:
+            x = L.DepthwiseConv2D(int(rng.choice([3, 5])), padding="same", activation="relu")(x)
+    f = L.GlobalAveragePooling2D()(x)
+    a = L.Dense(int(rng.choice([4, 10])), use_bias=bool(rng.integers(0, 2)))(f)
+    b = L.Dense(1, activation="sigmoid")(L.Dropout(0.2)(f))
+    return tf.keras.Model(i, [a, b]), shape
+
+
 BUILDERS = {"cnn": cnn, "residual": residual, "dense": dense, "mobile": mobile,
             "conv1d": conv1d, "branches": branches,
-            **{f"rand{k}": (lambda k=k: random_cnn(k)) for k in range(1, 9)}}
+            **{f"rand{k}": (lambda k=k: random_cnn(k)) for k in range(1, 9)},
+            **{f"wide{k}": (lambda k=k: random_cnn2(k)) for k in range(1, 9)}}
 
 if __name__ == "__main__":
     OUT.mkdir(exist_ok=True)
