@@ -195,8 +195,9 @@ def build(model: Model, prof: dict, static_memory: bool) -> Stream:
         for op in sg.operators:
             ev.append(Ev("M", tag=f"Prepare {op.display_name} #{op.index}"))
             fn = kernels.PREPARE.get(op.op, "missing")
-            if op.op == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-                fn = kernels.LSTM_VARIANTS[prof["lstm_kernel"]]
+            variant = prof.get("kernels", {}).get(op.op)
+            if variant:
+                fn = kernels.VARIANTS[variant]
             before = len(facts.scratch_requests)
             ctx = kernels.OpCtx(facts, sg, op, ev, kprof)
             if fn == "missing" or op.op == "CUSTOM":
@@ -286,6 +287,13 @@ def build(model: Model, prof: dict, static_memory: bool) -> Stream:
                 P(structs["TfLiteAffineQuantization"], 4, "input/output TfLiteTensor")
                 P(4 + 4 * nq, 4, "input/output TfLiteTensor")
     ev.append(Ev("M", tag="Invoke"))
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            fn = kernels.EVAL.get(op.op)
+            if fn is not None:
+                ev.append(Ev("M", tag=f"Invoke {op.display_name} #{op.index}"))
+                fn(kernels.OpCtx(facts, sg, op, ev, kprof))
+                ev.append(Ev("R"))
     return Stream(events=ev, plan_bytes=plan_bytes, planned_buffers=len(buffers),
                   scratch_bytes=sum(facts.scratch_requests), activation_bytes=act_bytes,
                   unmodelled=sorted(set(unmodelled)))

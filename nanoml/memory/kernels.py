@@ -451,7 +451,8 @@ def prep_add_n(c: OpCtx):
 
 def prep_cumsum(c: OpCtx):
     objs = _temps(c, (0, 1), (0,))
-    c.persistent(c.prof["CumsumOpData"])
+    if c.dtype(c.tout(0)) == "int8":
+        c.persistent(c.prof["CumsumOpData"])
     c.release(*objs)
 
 
@@ -536,4 +537,26 @@ PREPARE: dict[str, Callable | None] = {
         "SHAPE", "LOGICAL_AND", "LOGICAL_OR")},
 }
 
-LSTM_VARIANTS = {"lstm_2022": prep_lstm_2022, "lstm_2023": prep_lstm_2023}
+# Kernels that view tensors while running (Invoke): the temporaries go after
+# the plan at the head and are reset after each operator.
+EVAL: dict[str, Callable] = {
+    "SELECT_V2": lambda c: c.release(*_temps(c, (0, 1, 2), (0,))),
+}
+
+def prep_reshape_2023(c: OpCtx):
+    """The archived library's RESHAPE: copies the output dims to the arena when
+    the output shape has a -1 to resolve."""
+    objs = _temps(c, (0,), (0,))
+    if -1 in c.shape(c.tout(0)):
+        c.persistent(4 + 4 * len(c.shape(c.tout(0))))
+    c.release(*objs)
+
+
+# Kernels that differ between runtime libraries, selected by name from the
+# runtime profile (profiles.json "kernels": {op: variant}).
+VARIANTS: dict[str, Callable] = {
+    "lstm_2022": prep_lstm_2022,
+    "lstm_2023": prep_lstm_2023,
+    "gather_nd_dims_copy": prep_out_dims_copy(ins=(0, 1)),
+    "reshape_2023": prep_reshape_2023,
+}
