@@ -102,6 +102,13 @@ Z = {
  "addn": (lambda a, b: tf.add_n([a, b, a]), [(6,), (6,)]),
  "selectv2": (lambda a, b: tf.raw_ops.SelectV2(condition=a > b, t=a, e=tf.constant([[0.5]] * 3)), [(10,), (3, 10)]),
  "cumsum8": (lambda a: tf.cumsum(tf.nn.relu(a), axis=1), [(6,)]),
+ "b2s": (lambda a: tf.batch_to_space(tf.reshape(a, (4, 2, 2, 3)), [2, 2], [[0, 0], [0, 0]]), [(4, 4, 3)]),
+ "bcast_to": (lambda a: tf.broadcast_to(a, (3, 6)) * 2.0, [(6,)]),
+ "logical": (lambda a, b: tf.cast(tf.logical_and(a > 0, tf.logical_not(b > 0)), tf.float32), [(6,), (6,)]),
+ "argmin32": (lambda a: tf.cast(tf.argmin(a, axis=1, output_type=tf.int32), tf.float32), [(10,)]),
+ "argmax32": (lambda a: tf.cast(tf.argmax(a, axis=1, output_type=tf.int32), tf.float32), [(10,)]),
+ "prelu2": (lambda a: tf.maximum(a, 0.0) + tf.constant(np.full((4, 4, 3), 0.1, np.float32)) * tf.minimum(a, 0.0), [(4, 4, 3)]),
+ "hswish2": (lambda a: a * tf.nn.relu6(a + 3.0) * (1.0 / 6.0), [(4, 4, 3)]),
  "zeroslike_add": (lambda a: a + tf.zeros_like(a), [(10,)]),
 }
 names = sys.argv[1:] or list(Z)
