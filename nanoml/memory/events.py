@@ -95,7 +95,7 @@ def has_offline_plan(model: Model) -> bool:
 def tensor_bytes(t) -> int:
     n = 1
     for d in t.shape:
-        n *= d
+        n *= max(d, 1) if d < 0 else d
     return n * TYPE_BYTES.get(t.dtype, 0)
 
 
@@ -222,6 +222,9 @@ def build(model: Model, prof: dict, static_memory: bool) -> Stream:
             n_requests = len(facts.scratch_requests)
             ev.append(Ev("R"))
             ev.append(Ev("H", sbr * (n_requests + max_req), 4))
+    if any(d < 0 for sg in model.subgraphs for t in sg.tensors for d in t.shape):
+        unmodelled.append("a tensor has an unknown (-1) dimension: TFLM needs static shapes "
+                          "(convert with a fixed batch size)")
     offline = offline_offsets(model)
     if offline is not None:
         unmodelled.append("offline-planned tensor offsets (OfflineMemoryAllocation metadata): "
