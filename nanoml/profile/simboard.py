@@ -47,18 +47,44 @@ def _quiet_fds():
         os.close(devnull)
 
 
-def host_arena_bisect(data: bytes, hi: int, step: int = ARENA_STEP) -> int | None:
-    """Smallest multiple of `step` in (0, hi] with which the host interpreter
-    allocates and invokes the model; None if `hi` itself fails."""
-    from tflite_micro.python.tflite_micro import runtime
-
-    def ok(size: int) -> bool:
+def _probe_in_child(data: bytes, size: int, timeout: float) -> bool:
+    """Allocate and invoke in a forked child: with some models (LSTM, SVDF) the host
+    interpreter crashes or hangs on a too-small arena instead of failing cleanly (as
+    Chirale does on the board), and a probe must not take the caller down with it."""
+    import signal
+    import time
+    pid = os.fork()
+    if pid == 0:                                   # child
+        code = 1
         try:
+            from tflite_micro.python.tflite_micro import runtime
             ip = runtime.Interpreter.from_bytes(data, arena_size=size)
             ip.invoke()
-            return True
-        except (RuntimeError, ValueError):
+            code = 0
+        except BaseException:  # noqa: BLE001 - any failure means "does not fit"
+            code = 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
             return False
+        time.sleep(0.005)
+
+
+def host_arena_bisect(data: bytes, hi: int, step: int = ARENA_STEP,
+                      probe_timeout: float = 60.0) -> int | None:
+    """Smallest multiple of `step` in (0, hi] with which the host interpreter
+    allocates and invokes the model; None if `hi` itself fails. Each probe runs in a
+    child process (see _probe_in_child)."""
+
+    def ok(size: int) -> bool:
+        return _probe_in_child(data, size, probe_timeout)
 
     with _quiet_fds():
         if not ok(hi):
