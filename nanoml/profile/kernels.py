@@ -341,8 +341,12 @@ def _concat(sg, op) -> Work:
 
 
 def _pad_op(sg, op) -> Work:
-    out = _t(sg, op, 0, True)
-    return Work("pad", {"elements": out.elements})
+    """Reference Pad: a walk over every output element, copying the input inside
+    and writing the pad value at the borders (costs differ; per dtype)."""
+    inp, out = _t(sg, op, 0), _t(sg, op, 0, True)
+    kind = "f32" if _is_float(inp) else ("s8" if _is_int8(inp) else inp.dtype)
+    return Work(f"pad_{kind}", {"interior": inp.elements,
+                                "border": max(out.elements - inp.elements, 0)})
 
 
 def _transpose_conv(sg, op) -> Work:
