@@ -347,3 +347,4 @@ def test_arena_bisection_finds_the_threshold(app_driver):
 def test_op_event_log(app_driver):
     out = _run(app_driver, "events\n").strip()
     assert out == "n=2 dropped=1 CONV_2D 512 20 SOFTMAX 20 1"
+

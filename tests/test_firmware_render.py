@@ -222,6 +222,8 @@ def test_profile_flag(tmp_path):
     res = _gen(tmp_path, p, profile=True)
     assert "#define NANOML_PROFILE 1" in _src(res, "nanoml_config.h")
     assert (res.project_dir / "src" / "nanoml_profiler.h").is_file()
+    assert (res.project_dir / "src" / "nanoml_arena_probe.h").is_file()
+    assert "return true;" in _src(res, "nanoml_ops.cpp").split("arena_probe_safe()")[1]
     # the profiler hook needs TFLM's error strings: not stripped in this build
     assert "-DTF_LITE_STRIP_ERROR_STRINGS" not in res.spec.build_flags
     plain = _gen(tmp_path, p, "plain")
@@ -300,7 +302,7 @@ def test_stale_generated_files_are_removed(tmp_path):
     assert (src / "nanoml_input.cpp").is_file() and (src / "nanoml_profiler.h").is_file()
     again = _gen(tmp_path, p, input="serial")
     assert set(again.files.removed) == {"src/nanoml_input.cpp", "src/nanoml_input.h",
-                                        "src/nanoml_profiler.h"}
+                                        "src/nanoml_profiler.h", "src/nanoml_arena_probe.h"}
     assert not (src / "nanoml_input.cpp").exists()
 
 
@@ -342,3 +344,13 @@ def test_arena_measured_on_the_board_is_preferred(tmp_path):
     other = make_model(tmp_path / "o.tflite", (1, 16, 6), 5, seed=9)   # another model: ignored
     assert generate(BuildOptions(model=other, out=out)).spec.arena.measured is None
     assert generate(BuildOptions(model=p, out=out, arena=8000)).spec.arena.size == 8000
+
+
+def test_no_arena_bisection_for_lstm_models(tmp_path):
+    model = SHARED / "models" / "trained_lstm_int8.tflite"
+    if not model.exists():
+        pytest.skip(f"{model} not present (../shared/ is only beside the project checkout)")
+    res = _gen(tmp_path, model, input="synthetic", profile=True)
+    body = _src(res, "nanoml_ops.cpp").split("arena_probe_safe()")[1]
+    assert "return false;" in body and "UNIDIRECTIONAL_SEQUENCE_LSTM" in body
+    assert any("not bisected" in w for w in res.spec.warnings)

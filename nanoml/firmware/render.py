@@ -14,7 +14,8 @@ Files (all owned by nanoml; see project.py for how they are written):
   nanoml_protocol.h       the serial protocol (sketches/common)
   nanoml_cycles.h         DWT cycle counter
   nanoml_input.h/.cpp     imu / mic input only
-  nanoml_profiler.h       profiling firmware only
+  nanoml_profiler.h       profiling firmware only (per-operator timing)
+  nanoml_arena_probe.h    profiling firmware only (safe arena bisection)
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from pathlib import Path
 
 from ..resources import data_dir
 from .offline import LocalPackages, lib_dep_name
-from .spec import (BAUD, HELLO_PERIOD_MS, MAX_OP_EVENTS, MIC_RING_SAMPLES, SERIAL_WAIT_MS,
-                   FirmwareSpec)
+from .spec import (ARENA_PROBE_UNSAFE_OPS, BAUD, HELLO_PERIOD_MS, MAX_OP_EVENTS,
+                   MIC_RING_SAMPLES, SERIAL_WAIT_MS, FirmwareSpec)
 
 # Copied verbatim (no template).
 STATIC_FILES = ("model_data.h", "nanoml_ops.h", "nanoml_buffers.h", "nanoml_app.h",
@@ -97,6 +98,7 @@ def context(spec: FirmwareSpec, local: LocalPackages | None = None,
         "model_sha256": m.sha256,
         "op_sequence": spec.op_sequence,
         "ops": spec.ops,
+        "probe_unsafe_ops": sorted({o.name for o in spec.ops} & ARENA_PROBE_UNSAFE_OPS),
         "board": spec.board,
         "runtime": spec.runtime,
         "input": spec.input,
@@ -145,7 +147,8 @@ def render_sources(spec: FirmwareSpec, ctx: dict) -> dict[str, str]:
         out["nanoml_input.cpp"] = env.get_template(
             f"firmware/nanoml_input_{spec.input}.cpp.j2").render(ctx)
     if spec.profile:
-        out["nanoml_profiler.h"] = (sk / "firmware" / "nanoml_profiler.h").read_text()
+        for name in ("nanoml_profiler.h", "nanoml_arena_probe.h"):
+            out[name] = (sk / "firmware" / name).read_text()
     return out
 
 

@@ -32,6 +32,11 @@ SERIAL_WAIT_MS = 2_000
 HELLO_PERIOD_MS = 5_000
 MAX_OP_EVENTS = 256
 MIC_RING_SAMPLES = 4_096          # 256 ms at 16 kHz
+# Operators with which a too-small arena hangs or aborts TFLM instead of failing
+# (../shared/README.md: trained_lstm_int8 hangs on Chirale 2.0.0; the host build of
+# Chirale aborts in a later Softmax Prepare): the profiling firmware does not
+# bisect the arena of such models ("arena min=0").
+ARENA_PROBE_UNSAFE_OPS = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM"})
 FLOAT_CHARS = 15                  # longest %.6g float the device writes ("-1.23457e+06" ...)
 
 
@@ -288,6 +293,11 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
     if not fp.fits_ram:
         warnings.append(f"estimated RAM {fp.ram_bytes:,} B (arena {plan.size:,} B) exceeds the "
                         f"board's {board.ram_bytes:,} B: the link will probably fail")
+
+    unsafe = sorted({o.name for o in ops} & ARENA_PROBE_UNSAFE_OPS)
+    if profile and unsafe:
+        warnings.append(f"profiling firmware: {', '.join(unsafe)} can hang TFLM when the arena "
+                        f"is too small, so the arena is not bisected on the board (arena min=0)")
 
     lib_deps = [runtime.lib_deps]
     if imu:

@@ -136,7 +136,8 @@ class OpEventLog {
 
 // Smallest multiple of `step` in [lo, hi] for which probe(size) succeeds,
 // assuming probe is monotone and probe(hi) succeeds (not checked: the caller
-// knows). Probes O(log((hi - lo) / step)) sizes.
+// knows). Probes O(log((hi - lo) / step)) sizes. The profiling firmware uses
+// it for the arena (nanoml_arena_probe.h makes each probe fail cleanly).
 typedef bool (*SizeProbe)(uint32_t size, void* ctx);
 uint32_t bisect_min_size(uint32_t lo, uint32_t hi, uint32_t step, SizeProbe probe, void* ctx);
 

@@ -13,6 +13,10 @@ namespace nanoml {
 // returns nullptr and sets *failed_op to the operator that did not register.
 const tflite::MicroOpResolver* make_op_resolver(const char** failed_op);
 
+// False when the model has an operator that can hang or abort TFLM when the
+// arena is too small (then the profiling firmware does not bisect the arena).
+bool arena_probe_safe();
+
 }  // namespace nanoml
 
 #endif  // NANOML_OPS_H_
