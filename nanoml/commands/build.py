@@ -8,6 +8,11 @@ import typer
 
 from ._common import JSON_OPTION, console, emit_json, handle_errors
 
+
+def escape(text: str) -> str:
+    from rich.markup import escape as _escape
+    return _escape(text)
+
 INPUT_HELP = ("Input source: serial (host sends tensors), synthetic (test pattern, "
               "benchmarking), imu (accelerometer/gyroscope windows), mic (PDM audio).")
 
@@ -101,13 +106,14 @@ def run_with_progress(c, what: str, verbose: bool, fn):
 
 
 def render_generated(c, result) -> None:
+    from rich.markup import escape
     s = result.spec
     f = result.files
     a = s.arena
-    c.print(f"[bold]{result.project_dir}[/]  ({s.fmt}) {s.model_path.name} -> {s.board.name}, "
-            f"{s.runtime.name} {s.runtime.version}, input {s.input}"
-            + (", profiling" if s.profile else ""))
-    c.print(f"ops ({len(s.ops)}): " + ", ".join(o.name for o in s.ops))
+    c.print(f"[bold]{escape(str(result.project_dir))}[/]  ({s.fmt}) {escape(s.model_path.name)} -> "
+            f"{escape(s.board.name)}, {s.runtime.name} {s.runtime.version}, input {s.input}"
+            + (", profiling" if s.profile else ""), soft_wrap=True)
+    c.print(f"ops ({len(s.ops)}): " + ", ".join(o.name for o in s.ops), soft_wrap=True)
     if a.forced:
         c.print(f"arena {a.size:,} B (forced; predicted minimum "
                 f"{a.predicted if a.predicted is not None else 'n/a'})")
@@ -118,13 +124,24 @@ def render_generated(c, result) -> None:
         c.print(f"arena {a.size:,} B = predicted {a.predicted:,} B + margin {a.margin:,} B "
                 f"({a.margin_spec})" + ("" if a.static_memory else ", no TF_LITE_STATIC_MEMORY"))
     if result.local:
-        c.print(f"local packages from {result.local.source}")
+        c.print(f"local packages from {escape(result.local.source)}", soft_wrap=True)
     changed = f.written + f.removed
     c.print(f"files: {len(f.written)} written, {len(f.unchanged)} unchanged"
             + (f", {len(f.removed)} removed" if f.removed else "")
-            + (f"  ({', '.join(changed)})" if changed and len(changed) <= 6 else ""))
+            + (f"  ({', '.join(changed)})" if changed and len(changed) <= 6 else ""), soft_wrap=True)
     for w in s.warnings + result.notes:
-        c.print(f"[yellow]note:[/] {w}")
+        c.print(f"[yellow]note:[/] {escape(w)}", soft_wrap=True)
+
+
+def render_advice(c, adv) -> None:
+    """One line of error, one of hint, on stderr (never wrapped, never read as markup)."""
+    if adv is None:
+        return
+    c = console(stderr=True)
+    c.print(f"[red]error:[/] {escape(adv.message)}", soft_wrap=True)
+    c.print(f"hint: {escape(adv.hint)}", soft_wrap=True)
+    if adv.detail and adv.detail not in adv.message:
+        c.print(f"  ({adv.detail})", markup=False, soft_wrap=True)
 
 
 def render_compiled(c, result) -> None:
@@ -133,12 +150,7 @@ def render_compiled(c, result) -> None:
     if p is None:
         return
     if not p.ok:
-        adv = p.advice
-        if adv:
-            c.print(f"[red]error:[/] {adv.message}")
-            c.print(f"hint: {adv.hint}")
-            if adv.detail and adv.detail not in adv.message:
-                c.print(f"  ({adv.detail})", markup=False)
+        render_advice(c, p.advice)
         return
     lim = result.limits()
     t = Table(title=f"built in {p.seconds:.1f} s", show_edge=False)
@@ -151,4 +163,4 @@ def render_compiled(c, result) -> None:
                       f"{v['board_bytes']:,} B", f"{v['free_bytes']:,} B", f"{v['percent']:.1f}")
     if lim:
         c.print(t)
-    c.print(f"upload: nanoml flash {result.project_dir}")
+    c.print(f"upload: nanoml flash {escape(str(result.project_dir))}", soft_wrap=True)

@@ -87,8 +87,9 @@ def _render(c, result) -> None:
     if result.generated is not None:
         from .build import render_generated
         render_generated(c, result.generated)
+    from .build import escape, render_advice
     if plan is not None:
-        c.print(f"board: {plan.board.name} on {plan.port.label()}")
+        c.print(f"board: {escape(plan.board.name)} on {escape(plan.port.label())}", soft_wrap=True)
     if result.ok:
         extra = ""
         if result.bytes_written:
@@ -97,12 +98,7 @@ def _render(c, result) -> None:
                 extra += f" in {result.upload_seconds:.1f} s"
         c.print(f"[green]uploaded[/]{extra}")
         return
-    adv = result.advice
-    if adv:
-        c.print(f"[red]error:[/] {adv.message}")
-        c.print(f"hint: {adv.hint}")
-        if adv.detail and adv.detail not in adv.message:
-            c.print(f"  ({adv.detail})", markup=False)
+    render_advice(c, result.advice)
 
 
 def _monitor(result, port: str | None, json_out: bool) -> int:

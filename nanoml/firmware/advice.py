@@ -46,7 +46,11 @@ _ERROR_LINE_RE = re.compile(r"(\berror\b|Error:|\*\*\*)", re.I)
 
 def _libs(context: dict) -> str:
     libs = context.get("libraries") or []
-    return " and ".join([", ".join(libs[:-1]), libs[-1]] if len(libs) > 1 else libs) or "the libraries"
+    if len(libs) == 1:
+        return libs[0]
+    if libs:
+        return "the libraries " + ", ".join(libs)
+    return "the libraries"
 
 
 def network_advice(context: dict | None = None, detail: str = "") -> Advice:
