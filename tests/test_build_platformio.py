@@ -240,7 +240,7 @@ def test_offline_first_build_gives_the_network_advice(tmp_path):
     p = make_model(tmp_path / "m.tflite")
     res = generate(BuildOptions(model=p, out=tmp_path / "proj", arena=4096))
     env = {"PLATFORMIO_CORE_DIR": str(tmp_path / "core"), "HTTP_PROXY": "http://127.0.0.1:9",
-           "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+           "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "", "NANOML_NO_PREFLIGHT": "1"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -254,3 +254,39 @@ def test_offline_first_build_gives_the_network_advice(tmp_path):
     assert not pio.ok
     assert pio.advice.kind == "network", pio.log[-10:]
     assert "Chirale_TensorFLowLite" in pio.advice.message
+
+
+def test_preflight_fails_fast_when_registry_unreachable(tmp_path, monkeypatch):
+    """Platform not installed + registry unreachable (a proxy on a closed local port):
+    the network advice comes at once, without a minute of PlatformIO retries."""
+    import time
+    from nanoml.firmware.build import compile_project
+    p = make_model(tmp_path / "m.tflite")
+    res = generate(BuildOptions(model=p, out=tmp_path / "proj", arena=4096))
+    monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(tmp_path / "core"))
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("NANOML_NO_PREFLIGHT", raising=False)
+    t = time.monotonic()
+    pio = compile_project(res.project_dir, res.spec, timeout=300)
+    assert time.monotonic() - t < 10
+    assert not pio.ok and pio.advice.kind == "network"
+    assert "not installed yet" in pio.log[0] and "127.0.0.1" in pio.log[0]
+
+
+def test_preflight_skipped_for_installed_or_local_platform(tmp_path, monkeypatch):
+    from nanoml.firmware.preflight import offline_reason
+    p = make_model(tmp_path / "m.tflite")
+    res = generate(BuildOptions(model=p, out=tmp_path / "proj", arena=4096))
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NANOML_NO_PREFLIGHT", raising=False)
+    core = tmp_path / "core"
+    monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(core))
+    assert offline_reason(res.project_dir)            # not installed, unreachable
+    (core / "platforms" / "nordicnrf52").mkdir(parents=True)
+    assert offline_reason(res.project_dir) is None    # installed: let PlatformIO decide
+    ini = res.project_dir / "platformio.ini"
+    ini.write_text(ini.read_text().replace("platform = nordicnrf52@10.11.0",
+                                           "platform = file:///srv/pio/platform-nordicnrf52"))
+    (core / "platforms" / "nordicnrf52").rmdir()
+    assert offline_reason(res.project_dir) is None    # local package

@@ -14,7 +14,9 @@ from typing import Callable
 
 from ..errors import ToolError, UsageError
 from .offline import LocalPackages, lib_dep_name, load_local_packages
+from .advice import network_advice
 from .pio import DEFAULT_BUILD_TIMEOUT, PioResult, pio_command, run_pio
+from .preflight import offline_reason
 from .project import WriteReport, read_manifest, sync_files
 from .render import platformio_env, render_project
 from .spec import FirmwareSpec, c_name, make_spec
@@ -139,6 +141,11 @@ def compile_project(project_dir: Path, spec: FirmwareSpec | None = None,
                     timeout: float = DEFAULT_BUILD_TIMEOUT, verbose: bool = False,
                     environment: str | None = None) -> PioResult:
     cmd = pio_command(project_dir, environment=environment, verbose=verbose)
+    reason = offline_reason(project_dir)
+    if reason:
+        res = PioResult(cmd, 1, 0.0, [f"nanoml: {reason}"])
+        res.advice = network_advice(pio_context(spec) if spec else None, reason)
+        return res
     return run_pio(cmd, on_line=on_line, timeout=timeout,
                    context=pio_context(spec) if spec else None)
 
