@@ -208,6 +208,8 @@ def _tflite_outputs(tf, data: bytes, samples: list) -> dict:
     """The converted model's outputs from tf.lite.Interpreter (fallback when host
     TFLite Micro refuses the model, e.g. float16 weights)."""
     import numpy as np
+
+    from nanoml.model.quant import dequantize, quantize
     try:
         it = tf.lite.Interpreter(model_content=data)
         it.allocate_tensors()
@@ -217,16 +219,13 @@ def _tflite_outputs(tf, data: bytes, samples: list) -> dict:
             for k, d in enumerate(ind):
                 x = samples[k][i:i + 1]
                 if d["dtype"] in (np.int8, np.int16, np.uint8):
-                    s, z = d["quantization"]
-                    info = np.iinfo(d["dtype"])
-                    x = np.clip(np.round(x / s) + z, info.min, info.max)
+                    x = quantize(x, d["dtype"], *d["quantization"])
                 it.set_tensor(d["index"], x.astype(d["dtype"]).reshape(d["shape"]))
             it.invoke()
             for j, d in enumerate(outd):
                 y = it.get_tensor(d["index"])
                 if d["dtype"] in (np.int8, np.int16, np.uint8):
-                    s, z = d["quantization"]
-                    y = (y.astype(np.float32) - z) * s
+                    y = dequantize(y, *d["quantization"])
                 res[j].append(np.asarray(y, np.float32)[0])
         return {f"tfl{j}": np.stack(r) for j, r in enumerate(res)}
     except Exception:  # noqa: BLE001 - only a fallback

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .. import errors
 from ..errors import InputError, NanomlError, ToolError, UsageError
+from .quant import dequantize, quantize
 
 QUANTIZE_MODES = ("int8", "float16", "none")
 DEFAULT_SAMPLES = 100
@@ -293,18 +294,15 @@ def run_tflm(model_bytes: bytes, inputs: list, model=None) -> list:
 
 
 def _to_tensor(x, t):
-    import numpy as np
     if t.dtype in ("int8", "int16", "uint8") and t.quant:
-        info = np.iinfo(t.dtype)
-        q = np.round(x / t.quant.scale[0]) + t.quant.zero_point[0]
-        return np.clip(q, info.min, info.max).astype(t.dtype)
+        return quantize(x, t.dtype, t.quant.scale[0], t.quant.zero_point[0])
     return x.astype(t.dtype)
 
 
 def _from_tensor(y, t):
     import numpy as np
     if t.dtype in ("int8", "int16", "uint8") and t.quant:
-        return (y.astype(np.float32) - t.quant.zero_point[0]) * t.quant.scale[0]
+        return dequantize(y, t.quant.scale[0], t.quant.zero_point[0])
     return y.astype(np.float32)
 
 

@@ -70,9 +70,8 @@ def _to_dtype(arr, t, p):
     if arr.dtype.kind == "f" and dt.kind in "iu":
         if not t.quantized:
             raise InputError(f"{p}: float data for a non-quantized {t.dtype} input")
-        info = np.iinfo(dt)
-        q = np.round(arr.astype(np.float64) / t.scale + t.zero_point)
-        return np.clip(q, info.min, info.max).astype(dt.newbyteorder("<"))
+        from ..model.quant import quantize
+        return quantize(arr, dt, t.scale, t.zero_point).astype(dt.newbyteorder("<"))
     if dt.kind == "f":
         return arr.astype(dt.newbyteorder("<"))
     raise InputError(f"{p}: {arr.dtype} data for a {t.dtype} input",
