@@ -24,6 +24,9 @@ from dataclasses import dataclass
 import typer
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON (schema in docs/).")
+BOARD_OPTION = typer.Option(None, "--board", "-b", help="Board id (see `nanoml boards`).")
+RUNTIME_OPTION = typer.Option(None, "--runtime", "-r",
+                              help="TFLM Arduino library profile (default chirale_2.0.0).")
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import JSON_OPTION, console, emit_json, handle_errors
+from ._common import BOARD_OPTION, JSON_OPTION, RUNTIME_OPTION, console, emit_json, handle_errors
 
 
 def escape(text: str) -> str:
@@ -21,9 +21,8 @@ def register(app: typer.Typer) -> None:
     @app.command("build")
     def build_cmd(
         model: Path = typer.Argument(..., help="The .tflite model."),
-        board: str = typer.Option(None, "--board", "-b", help="Board id (see `nanoml boards`)."),
-        runtime: str = typer.Option(None, "--runtime", "-r",
-                                    help="TFLM Arduino library profile (default chirale_2.0.0)."),
+        board: str = BOARD_OPTION,
+        runtime: str = RUNTIME_OPTION,
         input_source: str = typer.Option("serial", "--input", "-i", help=INPUT_HELP),
         out: Path = typer.Option(None, "--out", "-o",
                                  help="Project folder (default ./<model>-firmware, or "

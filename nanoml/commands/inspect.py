@@ -6,11 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import JSON_OPTION, console, emit_json, handle_errors
-
-BOARD_OPTION = typer.Option(None, "--board", "-b", help="Board id (see `nanoml boards`).")
-RUNTIME_OPTION = typer.Option(None, "--runtime", "-r",
-                              help="TFLM Arduino library profile (default chirale_2.0.0).")
+from ._common import BOARD_OPTION, JSON_OPTION, RUNTIME_OPTION, console, emit_json, handle_errors
 
 
 def register(app: typer.Typer) -> None:

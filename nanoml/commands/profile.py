@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import JSON_OPTION, console, emit_json, handle_errors
+from ._common import BOARD_OPTION, JSON_OPTION, RUNTIME_OPTION, console, emit_json, handle_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -19,8 +19,8 @@ def register(app: typer.Typer) -> None:
         estimate: bool = typer.Option(False, "--estimate",
                                       help="No board: cost model for latency, predictor for arena."),
         runs: int = typer.Option(20, "--runs", min=1, max=10000, help="Inferences to time."),
-        board: str = typer.Option(None, "--board", help="Board id (see `nanoml boards`)."),
-        runtime: str = typer.Option(None, "--runtime", help="Runtime library id."),
+        board: str = BOARD_OPTION,
+        runtime: str = RUNTIME_OPTION,
         cpi: float = typer.Option(None, "--cpi", min=0.1, max=20.0,
                                   help="Cycles per instruction for --estimate (default 1.25)."),
         project: Path = typer.Option(None, "--project",

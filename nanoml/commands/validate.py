@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import JSON_OPTION, console, emit_json, handle_errors
+from ._common import BOARD_OPTION, JSON_OPTION, console, emit_json, handle_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         min_top1: float = typer.Option(0.99, "--min-top1",
                                        help="Smallest allowed top-1 agreement (0..1)."),
         limit: int = typer.Option(None, "--limit", min=1, help="Use the first N samples only."),
-        board: str = typer.Option(None, "--board", help="Board id (see `nanoml boards`)."),
+        board: str = BOARD_OPTION,
         timeout: float = typer.Option(30.0, "--timeout", min=0.5,
                                       help="Seconds to wait for each result."),
         json_out: bool = JSON_OPTION,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..boards import Board, get_board
 from ..runtimes import Runtime, get_runtime
 from . import analysis
-from .tflite import Model, Tensor, load
+from .tflite import Model, load
 
 # dtypes TFLM kernels on the board never take as activations or weights
 _UNSUPPORTED_DTYPES = {"float16", "float64", "complex64", "complex128", "string",
@@ -42,9 +42,6 @@ class InspectReport:
     def exit_code(self) -> int:
         return 0 if self.can_run else 1
 
-    def _tensor(self, t: Tensor) -> dict:
-        return t.brief()
-
     def to_json(self) -> dict:
         m = self.model
         params, param_bytes = analysis.parameter_count(m)
@@ -55,8 +52,8 @@ class InspectReport:
             operators.append({
                 "subgraph": s.subgraph, "index": s.index, "op": op.display_name,
                 "version": op.version,
-                "inputs": [self._tensor(sg.tensors[i]) for i in op.inputs if i >= 0],
-                "outputs": [self._tensor(sg.tensors[i]) for i in op.outputs if i >= 0],
+                "inputs": [sg.tensors[i].brief() for i in op.inputs if i >= 0],
+                "outputs": [sg.tensors[i].brief() for i in op.outputs if i >= 0],
                 "options": op.options, "macs": s.macs, "param_bytes": s.param_bytes,
             })
         fp = self.footprint
@@ -70,8 +67,8 @@ class InspectReport:
             "macs": self.macs,
             "params": params,
             "param_bytes": param_bytes,
-            "inputs": [self._tensor(t) for t in m.input_tensors],
-            "outputs": [self._tensor(t) for t in m.output_tensors],
+            "inputs": [t.brief() for t in m.input_tensors],
+            "outputs": [t.brief() for t in m.output_tensors],
             "arena": self.arena,
             "arena_bytes": self.arena["min_bytes"],
             "flash_bytes": fp.flash_bytes,
@@ -87,13 +84,7 @@ class InspectReport:
 
 def predict_arena_for(model: Model, runtime: Runtime, static_memory: bool = True) -> dict:
     """Arena figures from the predictor (nanoml.memory)."""
-    try:
-        from ..memory import predict_arena
-    except ImportError:  # interim, until the predictor lands: a labelled upper bound
-        acts = sum(t.nbytes + 64 for sg in model.subgraphs for t in sg.tensors if not t.is_const)
-        return {"min_bytes": acts + 4096, "used_bytes": acts + 4096, "breakdown": {},
-                "exact": False, "method": "interim upper bound",
-                "notes": ["interim estimate: all activations at once plus 4 KiB"]}
+    from ..memory import predict_arena
     return predict_arena(model, runtime_id=runtime.id, static_memory=static_memory).to_json()
 
 
