@@ -9,6 +9,7 @@ tflite-micro, TensorFlow, PlatformIO) is imported inside the command, so
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
 
@@ -54,7 +55,10 @@ for _name in COMMANDS:
 
 
 def main() -> None:
-    app()
+    """The process boundary (commands/_common.run): a closed stdout is a normal
+    end (exit 0), Ctrl-C exits 130 with one line, an unexpected exception prints
+    one line and saves its traceback to a file it names (--debug shows it)."""
+    sys.exit(_common.run(app))
 
 
 if __name__ == "__main__":
