@@ -13,7 +13,7 @@ from conftest import SHARED, shared_model_names, shared_path, shared_truth
 from nanoml.model.tflite import load
 from nanoml.profile.costmodel import load_cost_model
 from nanoml.profile.estimate import estimate_layers
-from nanoml.profile.fit import nnls
+from nanoml.profile.coefficient_fit import nnls
 from nanoml.profile.kernels import operator_work
 
 DATA = Path(__file__).parent / "data" / "estimate"
@@ -179,9 +179,9 @@ def test_runtimes_differ_where_their_kernels_do(shared_models):
 
 @pytest.mark.parametrize("runtime", [RUNTIME, "arduino_tflite_2023"])
 def test_committed_coefficients_are_the_fit_of_the_committed_data(runtime):
-    """`python -m nanoml.profile.fit` on the committed measurements (and the shared
+    """`python -m nanoml.profile.coefficient_fit` on the committed measurements (and the shared
     models) gives exactly the committed coefficient table."""
-    from nanoml.profile.fit import collect, fit
+    from nanoml.profile.coefficient_fit import collect, fit
     if runtime == RUNTIME:
         pairs = [(DATA / "measured.json", DATA / "models"),
                  (shared_path("truth", "instructions_cortex_m4.json"), SHARED / "models")]

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
+from mutants import run_cli
 
 from nanoml.errors import InputError
-from nanoml.profile.validate import load_inputs
+from nanoml.validate.inputs import load_inputs
 from nanoml.serial.frames import FrameParser
 from nanoml.serial.protocol import encode_line
 from nanoml.sim.model import SimModel
@@ -48,7 +49,7 @@ def test_validate_sim_int8_model(vgg_inputs):
     d = json.loads(run("validate", VGG, "--inputs", vgg_inputs, "--sim", "--json").stdout)
     assert d["source"] == "sim" and d["samples"] == 6 and d["passed"]
     assert d["top1_agreement"] == 1.0 and d["max_lsb"] == 0
-    assert d["max_abs_error"] < 1e-5          # only the %.6g text of the res line
+    assert d["compared"] == "q" and d["max_abs_error"] == 0.0   # the quantized values agree
 
 
 def test_validate_sim_float_model(tmp_path):
@@ -67,9 +68,12 @@ def test_validate_sim_shared_person_detect(tmp_path):
     assert d["samples"] == 2 and d["passed"]
 
 
-def test_validate_sim_zero_tolerance_fails(vgg_inputs):
-    p = run("validate", VGG, "--inputs", vgg_inputs, "--sim", "--atol", "0", rc=1)
-    assert "FAIL" in p.stdout
+@pytest.mark.parametrize("model", ["net_vgg.tflite", "net_vgg_f.tflite"])
+def test_validate_sim_zero_tolerance_passes_on_identical_outputs(vgg_inputs, model):
+    """The virtual board runs the same interpreter: `--atol 0` must PASS (it printed
+    FAIL with a worst difference of 0 LSB when the 6-digit text was compared)."""
+    p = run("validate", MODELS / model, "--inputs", vgg_inputs, "--sim", "--atol", "0")
+    assert "PASS" in p.stdout and "FAIL" not in p.stdout
 
 
 # --- device path over a pseudo-terminal ---------------------------------------------
@@ -159,6 +163,19 @@ def test_validate_device_path_outside_tolerance(vgg_inputs):
     assert d["max_lsb"] == 3 and not d["passed"] and d["exit_code"] == 1
 
 
+def test_validate_device_path_zero_tolerance(vgg_inputs):
+    """The board's `out` text is not the reference's float32 (it dequantizes in its
+    own arithmetic): identical quantized values PASS `--atol 0`, one LSB FAILs it."""
+    with FakeBoard(VGG, delta=0) as fake:
+        d = json.loads(run("validate", VGG, "--inputs", vgg_inputs, "--port", fake.port,
+                           "--json", "--timeout", "10", "--atol", "0").stdout)
+    assert d["passed"] and d["max_abs_error"] == 0.0 and d["max_lsb"] == 0
+    with FakeBoard(VGG, delta=1) as fake:
+        p = run("validate", VGG, "--inputs", vgg_inputs, "--port", fake.port, "--timeout", "10",
+                "--atol", "0", rc=1)
+    assert "FAIL" in p.stdout and "1 LSB" in p.stdout
+
+
 def test_validate_device_rejects_frames(vgg_inputs):
     with FakeBoard(VGG, reject="len") as fake:
         p = run("validate", VGG, "--inputs", vgg_inputs, "--port", fake.port, "--timeout", "10",
@@ -206,3 +223,71 @@ def test_validate_usage_errors(tmp_path, vgg_inputs):
     run("validate", VGG, "--inputs", vgg_inputs, "--sim", "--port", "/dev/null", rc=2)
     run("validate", VGG, "--inputs", vgg_inputs, "--sim", "--min-top1", "2", rc=2)
     run("validate", tmp_path / "m.tflite", "--inputs", vgg_inputs, "--sim", rc=2)
+
+
+@pytest.mark.parametrize("args", [["--atol", "nan"], ["--atol", "inf"], ["--atol", "-1"],
+                                  ["--min-top1", "nan"], ["--board", "nope"]],
+                         ids=["atol-nan", "atol-inf", "atol-negative", "min-top1-nan",
+                              "unknown-board"])
+def test_validate_bad_option_values_are_usage_errors(vgg_inputs, args):
+    r = run_cli(["validate", str(VGG), "--inputs", str(vgg_inputs), "--sim", *args])
+    assert r.exit_code == 2 and not r.traceback, (r.exit_code, r.stdout, r.stderr)
+    assert r.stderr.startswith("error: ") and args[1] in r.stderr
+
+
+# --- hostile input files: refused before they are read ------------------------------
+
+def _npy_header(shape, descr="<f4") -> bytes:
+    import io
+    b = io.BytesIO()
+    np.lib.format.write_array_header_1_0(b, {"descr": descr, "fortran_order": False,
+                                             "shape": shape})
+    return b.getvalue()
+
+
+def _hostile_inputs(tmp_path: Path) -> dict[str, Path]:
+    import zipfile
+    files = {}
+    # a .npy header alone asking for 64 TiB of float32 (the file is 192 bytes)
+    files["npy-header-64TiB"] = tmp_path / "huge.npy"
+    files["npy-header-64TiB"].write_bytes(_npy_header((1 << 22, 1 << 22)) + b"\0" * 64)
+    # a small .npz whose member's header asks for 6 GiB
+    files["npz-header-6GiB"] = tmp_path / "huge.npz"
+    with zipfile.ZipFile(files["npz-header-6GiB"], "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("x.npy", _npy_header((6, 1 << 28)) + bytes(4096))
+    # a .npz whose central directory claims a member of 3.9 GB (deflate bomb size)
+    files["npz-claims-3.9GB"] = tmp_path / "claims.npz"
+    with zipfile.ZipFile(files["npz-claims-3.9GB"], "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("x.npy", _npy_header((6, 28, 28, 1)) + bytes(6 * 784 * 4))
+    raw = bytearray(files["npz-claims-3.9GB"].read_bytes())
+    cd = raw.rindex(b"PK\x01\x02")
+    raw[cd + 24:cd + 28] = (0xF0000000).to_bytes(4, "little")     # uncompressed size
+    files["npz-claims-3.9GB"].write_bytes(bytes(raw))
+    # shape x itemsize above what follows the header (a truncated file)
+    files["npy-truncated"] = tmp_path / "short.npy"
+    files["npy-truncated"].write_bytes(_npy_header((6, 28, 28, 1)) + bytes(100))
+    files["npy-negative-dim"] = tmp_path / "neg.npy"
+    files["npy-negative-dim"].write_bytes(_npy_header((-6, 28, 28, 1)))
+    files["npy-object"] = tmp_path / "obj.npy"
+    files["npy-object"].write_bytes(_npy_header((1,), "|O") + bytes(8))
+    files["fifo"] = tmp_path / "fifo.npy"
+    os.mkfifo(files["fifo"])
+    files["directory"] = tmp_path / "dir.npy"
+    files["directory"].mkdir()
+    files["device"] = Path("/dev/zero")
+    return files
+
+
+HOSTILE = ["npy-header-64TiB", "npz-header-6GiB", "npz-claims-3.9GB", "npy-truncated",
+           "npy-negative-dim", "npy-object", "fifo", "directory", "device"]
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_validate_refuses_hostile_input_files(tmp_path, kind):
+    """Exit 2 with one line, within 20 s and 2 GiB: no allocation of what a header
+    asks for, no blocking on a FIFO, no reading a device."""
+    path = _hostile_inputs(tmp_path)[kind]
+    r = run_cli(["validate", str(VGG), "--inputs", str(path), "--sim"], timeout=20, mem_mb=2048)
+    assert not r.timed_out and r.signal is None, (kind, r.stderr)
+    assert r.exit_code == 2 and not r.traceback, (kind, r.exit_code, r.stderr)
+    assert r.stderr.startswith("error: ") and len(r.stderr.splitlines()) <= 2, r.stderr

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         Exit 0 when within tolerance, 1 when not (or when the board fails)."""
         with handle_errors(json_out):
             from ..errors import InputError, UsageError
-            from ..profile.validate import check_args, validate
+            from ..validate.run import check_args, validate
             if port and sim:
                 raise UsageError("choose one of --port and --sim")
             check_args(atol, min_top1)

@@ -12,7 +12,7 @@ from `kernels.operator_work`. The coefficients are fitted by non-negative least
 squares on relative error (each operator weighs the same whatever its size), so
 every coefficient stays a plausible "instructions per iteration" figure.
 
-Run: ``python -m nanoml.profile.fit OUT.json MEASURED.json:MODELDIR [...]``.
+Run: ``python -m nanoml.profile.coefficient_fit OUT.json MEASURED.json:MODELDIR [...]``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ ms(op)           = cycles(op) / clock_hz * 1000
 `work_k` comes from `kernels.operator_work` (which kernel path the runtime runs and
 how many times each of its loops iterates); the coefficients (instructions per loop
 iteration) are data, one JSON file per runtime in nanoml/profile/coefficients/,
-fitted by `nanoml.profile.fit` to instruction counts measured on a Cortex-M4 build
+fitted by `nanoml.profile.coefficient_fit` to instruction counts measured on a Cortex-M4 build
 (tests/data/estimate/ and ../shared/truth/instructions_cortex_m4.json).
 """
 
