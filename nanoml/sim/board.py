@@ -72,7 +72,7 @@ class VirtualBoard:
                  rate_hz: float = DEFAULT_RATE_HZ, board: str = "nano33ble_sense",
                  runtime: str = "tflm-host", link: str | Path | None = None,
                  hello_interval: float = HELLO_INTERVAL_S, count: int | None = None,
-                 profile: bool = False, arena_size: int | None = None):
+                 profile: bool = False, arena_size: int | None = None, deadline=None):
         if termios is None or not hasattr(os, "openpty"):
             raise UsageError("the virtual board needs a POSIX pseudo-terminal (Linux or macOS)",
                              hint="run `nanoml sim` / `monitor --sim` on Linux, macOS or WSL")
@@ -85,7 +85,9 @@ class VirtualBoard:
                 "per-operator profiling is not available in the sim yet: the tflite-micro host "
                 "interpreter exposes no per-op timing",
                 hint="profile on the board, or use `nanoml inspect` for the latency model")
-        self.model = model if isinstance(model, SimModel) else SimModel(model, arena_size)
+        # a model given by path is this board's own: its interpreter worker stops with it
+        self.owns_model = not isinstance(model, SimModel)
+        self.model = SimModel(model, arena_size, deadline=deadline) if self.owns_model else model
         self.input = input
         self.rate_hz = rate_hz
         self.board = board
@@ -120,6 +122,8 @@ class VirtualBoard:
         if self._thread is not None:
             self._thread.join(timeout)
         self._close()
+        if self.owns_model:
+            self.model.close()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the board stops by itself (count reached); True if it did."""

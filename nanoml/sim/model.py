@@ -8,18 +8,19 @@ raw tensor bytes and returns dequantized outputs. It never prints.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, NanomlError
+from ..errors import UsageError
 from ..model import tflite
 from ..serial.synthetic import synthetic_inputs
+from .deadline import Deadline
+from .isolated import (MAX_ARENA_BYTES, HostInterpreter, HostInterpreterError,
+                       host_arena_bisect, probe)
 
 _TYPE_CODES = {name: code for code, name in tflite.TENSOR_TYPES.items()}
 # Arena handed to the host interpreter when none is given. The host build has
@@ -81,25 +82,33 @@ class SimModel:
     """One model in the TFLM host interpreter."""
 
     def __init__(self, path: str | Path, arena_size: int | None = None,
-                 measure_arena: bool = True):
+                 measure_arena: bool = True, deadline: Deadline | float | None = None):
         p = Path(path)
         self.model = tflite.load(p)           # raises ModelError (one line) when unusable
         self.path = str(p)
         self.sha256 = self.model.sha256
         data = bytes(self.model.raw)
-        self.arena_size = arena_size or max(DEFAULT_MIN_ARENA, 10 * len(data))
-        from tflite_micro.python.tflite_micro import runtime
-        try:
-            self._ip = runtime.Interpreter.from_bytes(data, arena_size=self.arena_size)
-        except (RuntimeError, ValueError) as e:
-            raise InputError(
-                f"{p}: the TFLM host interpreter cannot run this model ({_first_line(e)})",
-                hint="check the model with `nanoml inspect` (unsupported or custom ops?)") from None
-        self.inputs = [_details(self._ip.get_input_details(i))
-                       for i in range(len(self.model.main.inputs))]
-        self.outputs = [_details(self._ip.get_output_details(i))
-                        for i in range(len(self.model.main.outputs))]
+        deadline = Deadline.of(deadline)
+        self.arena_size = default_arena(len(data)) if arena_size is None else arena_size
+        n_in, n_out = len(self.model.main.inputs), len(self.model.main.outputs)
+        start_timeout = None
+        if arena_size is not None:
+            start_timeout = _given_arena_timeout(self.model, data, arena_size, deadline)
+        try:                                  # the interpreter lives in a worker process
+            self._ip = HostInterpreter(data, self.arena_size, n_in, n_out, deadline=deadline,
+                                       start_timeout=start_timeout)
+        except HostInterpreterError as e:
+            if arena_size is not None:
+                _raise_if_arena_too_small(self.model, data, arena_size, deadline)
+            raise HostInterpreterError(f"{p}: {e.message}", e.hint, e.status, e.step) from None
+        self.start_seconds = self._ip.start_seconds
+        self.inputs = [_details(d) for d in self._ip.inputs]
+        self.outputs = [_details(d) for d in self._ip.outputs]
         self.arena_used = self._measure_arena() if measure_arena else None
+
+    def close(self) -> None:
+        """Stop the interpreter's worker process."""
+        self._ip.close()
 
     # -- description -------------------------------------------------------
     @property
@@ -137,16 +146,10 @@ class SimModel:
         return out
 
     def run(self, inputs: list[bytes]) -> Inference:
-        for i, (t, data) in enumerate(zip(self.inputs, inputs)):
-            arr = np.frombuffer(data, dtype=np.dtype(t.dtype).newbyteorder("<"))
-            self._ip.set_input(arr.astype(t.dtype).reshape(t.shape), i)
-        t0 = time.perf_counter_ns()
-        try:
-            self._ip.invoke()
-        except RuntimeError as e:
-            raise NanomlError(f"invoke failed in the TFLM host interpreter ({_first_line(e)})") from None
-        us = (time.perf_counter_ns() - t0) // 1000
-        raw = [np.array(self._ip.get_output(i)) for i in range(len(self.outputs))]
+        arrays = [np.frombuffer(data, dtype=np.dtype(t.dtype).newbyteorder("<"))
+                  .astype(t.dtype).reshape(t.shape) for t, data in zip(self.inputs, inputs)]
+        outs, us = self._ip.run(arrays)
+        raw = [np.asarray(a) for a in outs]
         deq: list[float] = []
         q: list[int] | None = [] if all(t.quantized for t in self.outputs) else None
         for t, arr in zip(self.outputs, raw):
@@ -169,24 +172,53 @@ class SimModel:
     # -- arena -------------------------------------------------------------
     def _measure_arena(self) -> int | None:
         """Arena bytes the host interpreter allocated, read from TFLM's
-        RecordingMicroAllocator report (it prints to the C stderr)."""
-        try:
-            with tempfile.TemporaryFile() as tmp:
-                saved = os.dup(2)
-                try:
-                    os.dup2(tmp.fileno(), 2)
-                    self._ip.print_allocations()
-                finally:
-                    os.dup2(saved, 2)
-                    os.close(saved)
-                tmp.seek(0)
-                text = tmp.read().decode("utf-8", "replace")
-        except OSError:
-            return None
-        m = re.search(r"Arena allocation total (\d+) bytes", text)
+        RecordingMicroAllocator report."""
+        m = re.search(r"Arena allocation total (\d+) bytes", self._ip.allocations())
         return int(m.group(1)) if m else None
 
 
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
+def default_arena(model_bytes: int) -> int:
+    """The host interpreter's arena when none is given."""
+    return max(DEFAULT_MIN_ARENA, 10 * model_bytes)
+
+
+def _given_arena_timeout(model, data: bytes, arena_size: int, deadline) -> float | None:
+    """How long start-up with a user-given arena may take: a too-small arena can
+    hang TFLM (LSTM models), so it gets 20x what the default arena took (>= 2 s).
+    Raises UsageError at once when the arena is below the board's exact need."""
+    try:
+        from ..memory import predict_arena
+        pred = predict_arena(model)
+    except Exception:  # noqa: BLE001 - no prediction for this model: just try
+        pred = None
+    if pred is not None and pred.exact and 0 < arena_size < pred.min_bytes:
+        _raise_if_arena_too_small(model, data, arena_size, deadline)
+    main = model.main
+    t0 = time.monotonic()
+    if probe(data, default_arena(len(data)), len(main.inputs), len(main.outputs),
+             deadline=deadline) != "ok":
+        return None
+    return max(2.0, 20 * (time.monotonic() - t0))
+
+
+def _raise_if_arena_too_small(model, data: bytes, arena_size: int, deadline) -> None:
+    """The given arena failed: if the default one works, say how much is needed."""
+    main = model.main
+    default = max(default_arena(len(data)), 2 * arena_size)
+    if default > MAX_ARENA_BYTES or arena_size <= 0:
+        return
+    need = host_arena_bisect(data, default, lo=arena_size, deadline=deadline,
+                             n_inputs=len(main.inputs), n_outputs=len(main.outputs))
+    if need is None:
+        return                               # the model fails with any arena
+    board = ""
+    try:
+        from ..memory import predict_arena
+        board = f"; nanoml predicts {predict_arena(model).min_bytes:,} B on the board"
+    except Exception:  # noqa: BLE001 - the figure is extra information
+        pass
+    raise UsageError(
+        f"an arena of {arena_size:,} B is too small for {Path(model.path).name}: "
+        f"the host interpreter needs at least {need:,} B (64-bit build{board})",
+        hint=f"pass --arena {need} or more, or leave --arena out (default "
+             f"{default_arena(len(data)):,} B)")
