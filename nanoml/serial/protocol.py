@@ -20,6 +20,7 @@ This module only encodes and decodes; it never prints and never touches a port.
 from __future__ import annotations
 
 import binascii
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -32,6 +33,21 @@ MAX_DIGITS = 10
 # Longest line the host keeps (a "res" with thousands of outputs still fits);
 # longer lines are cut and counted as corrupt ("overflow").
 HOST_MAX_LINE = 1 << 16
+
+# Bounds of decoded values (anything on the port may send anything). A line
+# whose checksum matches but whose value breaks its bound is "invalid":
+# counted and skipped like any other bad line.
+UINT_MAX = 0xFFFFFFFF                  # uint: 32-bit, as the firmware counts
+INT_MIN, INT_MAX = -(1 << 31), (1 << 31) - 1   # int and each item of ints: int32
+MAX_NUMBER_CHARS = 32                  # longest float text (`%.6g` needs at most 13)
+MAX_ITEMS = 16384                      # items of a floats / ints field (a res with thousands)
+MAX_TEXT = 256                         # characters of a text field (after decoding)
+MAX_LIST_ITEMS = 256                   # items of a list field
+MAX_LIST_ITEM = 64                     # characters of one list item
+MAX_TENSORS = 64                       # tensors of a tensors field
+MAX_DIMS = 8                           # dimensions of one tensor (each an int32)
+MAX_DTYPE = 16                         # characters of a tensor's dtype name
+MAX_PAYLOAD = HOST_MAX_LINE // 2       # bytes of a hexbytes field
 
 # Reasons a device rejects an input frame: the `why=` token of "ack ok=0".
 WHY = {
@@ -61,6 +77,7 @@ class FieldSpec:
     kind: str            # one of KINDS
     required: bool
     doc: str
+    limit: int | None = None   # max characters (text) / items (lists); None: the kind's default
 
 
 @dataclass(frozen=True)
@@ -81,7 +98,7 @@ KINDS = {
     "uint": "decimal unsigned integer",
     "int": "decimal integer, optional leading '-'",
     "bool": "`0` or `1`",
-    "float": "number, 6 significant digits like C `%.6g` (`nan`, `inf`, `-inf` allowed)",
+    "float": "number, 6 significant digits like C `%.6g`, or `nan`, `inf`, `-inf`",
     "floats": "comma-separated `float`s",
     "ints": "comma-separated `int`s",
     "text": "percent-encoded text (space % * = , control and non-ASCII bytes as %XX)",
@@ -92,8 +109,31 @@ KINDS = {
 }
 
 
-def _f(key: str, kind: str, doc: str, required: bool = True) -> FieldSpec:
-    return FieldSpec(key, kind, required, doc)
+def _f(key: str, kind: str, doc: str, required: bool = True, limit: int | None = None) -> FieldSpec:
+    return FieldSpec(key, kind, required, doc, limit)
+
+
+# default `limit` per kind (max characters or items); kinds not listed have fixed bounds
+DEFAULT_LIMITS = {"floats": MAX_ITEMS, "ints": MAX_ITEMS, "text": MAX_TEXT,
+                  "list": MAX_LIST_ITEMS, "hexbytes": MAX_PAYLOAD, "tensors": MAX_TENSORS}
+
+
+def field_limit(f: FieldSpec) -> int | None:
+    return f.limit if f.limit is not None else DEFAULT_LIMITS.get(f.kind)
+
+
+def bounds_text(kind: str, limit: int | None = None) -> str:
+    """The bound of a value of `kind`, for the docs' tables."""
+    n = limit if limit is not None else DEFAULT_LIMITS.get(kind)
+    return {
+        "uint": f"0 .. {UINT_MAX}", "int": f"{INT_MIN} .. {INT_MAX}", "bool": "0 or 1",
+        "float": "a decimal within double range, nan, inf or -inf",
+        "floats": f"<= {n} items, each a float",
+        "ints": f"<= {n} items, each {INT_MIN} .. {INT_MAX}", "text": f"<= {n} characters",
+        "list": f"<= {n} items of <= {MAX_LIST_ITEM} characters", "hex12": "12 digits",
+        "hexbytes": f"<= {n} bytes",
+        "tensors": f"<= {n} tensors of <= {MAX_DIMS} dims, each 0 .. {INT_MAX}",
+    }[kind]
 
 
 MESSAGES: dict[str, MessageSpec] = {m.type: m for m in (
@@ -101,16 +141,16 @@ MESSAGES: dict[str, MessageSpec] = {m.type: m for m in (
                 "Sent once at boot and again every few seconds (a monitor that attaches "
                 "late still learns what runs).", (
                     _f("proto", "uint", "protocol version, 1"),
-                    _f("fw", "text", "firmware version"),
+                    _f("fw", "text", "firmware version", limit=64),
                     _f("model", "hex12", "first 12 hex digits of the model file's SHA-256"),
-                    _f("board", "text", "board id (boards/*.toml)"),
-                    _f("runtime", "text", "runtime id (runtimes/*.toml)"),
+                    _f("board", "text", "board id (boards/*.toml)", limit=64),
+                    _f("runtime", "text", "runtime id (runtimes/*.toml)", limit=64),
                     _f("arena", "uint", "tensor arena size, bytes"),
                     _f("used", "uint", "arena bytes used after AllocateTensors()"),
                     _f("ops", "list", "distinct operators of the model, in order of first use"),
                     _f("in", "tensors", "input tensors"),
                     _f("out", "tensors", "output tensors"),
-                    _f("input", "text", "input source: serial, synthetic, imu or mic"),
+                    _f("input", "text", "input source: serial, synthetic, imu or mic", limit=32),
                     _f("sim", "bool", "1 when sent by `nanoml sim` (host timings)", False),
                 )),
     MessageSpec("res", "device", "One inference result.", (
@@ -126,7 +166,7 @@ MESSAGES: dict[str, MessageSpec] = {m.type: m for m in (
     MessageSpec("op", "device", "Per-operator profile record (profiling firmware).", (
         _f("seq", "uint", "inference this record belongs to"),
         _f("i", "uint", "operator index in execution order"),
-        _f("op", "text", "operator name, e.g. CONV_2D"),
+        _f("op", "text", "operator name, e.g. CONV_2D", limit=MAX_LIST_ITEM),
         _f("cyc", "uint", "CPU cycles (DWT cycle counter)"),
         _f("us", "uint", "microseconds"),
         _f("sim", "bool", "1 when measured on the host by `nanoml sim`", False),
@@ -136,13 +176,13 @@ MESSAGES: dict[str, MessageSpec] = {m.type: m for m in (
         _f("used", "uint", "arena_used_bytes() with the configured arena"),
     )),
     MessageSpec("err", "device", "An error the firmware reports.", (
-        _f("code", "text", "error token, e.g. alloc, invoke, model, sensor"),
-        _f("msg", "text", "human-readable message"),
+        _f("code", "text", "error token, e.g. alloc, invoke, model, sensor", limit=32),
+        _f("msg", "text", "human-readable message", limit=1024),
     )),
     MessageSpec("ack", "device", "Reply to an input frame.", (
         _f("seq", "uint", "seq of the frame (0 when it could not be read)"),
         _f("ok", "bool", "1 accepted (a `res` with frame=seq follows), 0 rejected"),
-        _f("why", "text", "reject reason token (see the table below)", False),
+        _f("why", "text", "reject reason token (see the table below)", False, limit=32),
     )),
     MessageSpec("in", "host", "Input frame: tensor bytes for one inference. Fields in "
                               "exactly this order.", (
@@ -256,84 +296,134 @@ def encode_frame(seq: int, payload: bytes) -> bytes:
 # decoding
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*\Z")
-_UINT_RE = re.compile(r"[0-9]+\Z")
-_INT_RE = re.compile(r"-?[0-9]+\Z")
 _HEX_RE = re.compile(r"[0-9A-Fa-f]*\Z")
 _CRC_RE = re.compile(rb"[0-9A-Fa-f]{4}\Z")
+# a number as C's %g prints it (a decimal, or nan / -nan / inf / -inf)
+_NUMBER = r"(?:-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|-?nan|-?inf)"
+_FLOAT_RE = re.compile(rf"{_NUMBER}\Z")
+_FLOATS_RE = re.compile(rf"{_NUMBER}(?:,{_NUMBER})*\Z")
+_INTS_RE = re.compile(r"-?[0-9]{1,10}(?:,-?[0-9]{1,10})*\Z")
+_DTYPE_RE = re.compile(rf"[a-z][a-z0-9]{{0,{MAX_DTYPE - 1}}}\Z")
+_DIMS_RE = re.compile(rf"[0-9]{{1,10}}(?:x[0-9]{{1,10}}){{0,{MAX_DIMS - 1}}}\Z")
 
 
-def parse_tensors(value: str) -> list[dict]:
+def _count_items(v: str, limit: int, what: str) -> None:
+    if v.count(",") >= limit:
+        raise ProtocolError(f"more than {limit} {what}")
+
+
+def parse_tensors(value: str, limit: int = MAX_TENSORS) -> list[dict]:
+    """'int8:1x49x40x1,float32:1x4' -> [{"dtype", "shape"}, ...], bounded:
+    at most `limit` tensors of at most MAX_DIMS int32 dimensions."""
     out = []
     if not value:
         return out
+    _count_items(value, limit, "tensors")
     for item in value.split(","):
         dtype, sep, dims = item.partition(":")
-        if not sep or not dtype:
-            raise ProtocolError(f"bad tensor spec {item!r}")
+        if not sep or not _DTYPE_RE.match(dtype) or not (dims == "" or _DIMS_RE.match(dims)):
+            raise ProtocolError(f"bad tensor spec {item[:40]!r}")
         shape = [int(d) for d in dims.split("x")] if dims else []
+        if any(d > INT_MAX for d in shape):
+            raise ProtocolError(f"tensor dimension above {INT_MAX}")
         out.append({"dtype": dtype, "shape": shape})
     return out
 
 
-def _uint(v: str) -> int:
-    if not (v.isdigit() and v.isascii()):
-        raise ProtocolError(f"expected an unsigned integer, got {v!r}")
-    return int(v)
+def _uint(v: str, _limit=None) -> int:
+    if not (0 < len(v) <= 10 and v.isdigit() and v.isascii()):
+        raise ProtocolError(f"expected an unsigned 32-bit integer, got {v[:40]!r}")
+    n = int(v)
+    if n > UINT_MAX:
+        raise ProtocolError(f"{n} is above {UINT_MAX}")
+    return n
 
 
-def _int(v: str) -> int:
+def _int(v: str, _limit=None) -> int:
     d = v[1:] if v[:1] == "-" else v
-    if not (d.isdigit() and d.isascii()):
-        raise ProtocolError(f"expected an integer, got {v!r}")
-    return int(v)
+    if not (0 < len(d) <= 10 and d.isdigit() and d.isascii()):
+        raise ProtocolError(f"expected a 32-bit integer, got {v[:40]!r}")
+    n = int(v)
+    if not INT_MIN <= n <= INT_MAX:
+        raise ProtocolError(f"{n} is outside {INT_MIN} .. {INT_MAX}")
+    return n
 
 
-def _bool(v: str) -> bool:
+def _bool(v: str, _limit=None) -> bool:
     if v == "1":
         return True
     if v == "0":
         return False
-    raise ProtocolError(f"expected 0 or 1, got {v!r}")
+    raise ProtocolError(f"expected 0 or 1, got {v[:40]!r}")
 
 
-def _float(v: str) -> float:
-    try:
-        return float(v)
-    except ValueError:
-        raise ProtocolError(f"expected a number, got {v!r}") from None
+def _check_range(values: list[float], items: list[str]) -> None:
+    """A decimal beyond double range (1e999) is not what a device prints for inf."""
+    for x, t in zip(values, items):
+        if math.isinf(x) and "inf" not in t:
+            raise ProtocolError(f"{t[:40]} is beyond the float range")
 
 
-def _floats(v: str) -> list[float]:
+def _float(v: str, _limit=None) -> float:
+    if len(v) > MAX_NUMBER_CHARS or not _FLOAT_RE.match(v):
+        raise ProtocolError(f"expected a number, got {v[:40]!r}")
+    x = float(v)
+    _check_range([x], [v])
+    return x
+
+
+def _floats(v: str, limit: int = MAX_ITEMS) -> list[float]:
     if not v:
         return []
-    try:
-        return list(map(float, v.split(",")))
-    except ValueError:
-        raise ProtocolError(f"expected numbers, got {v!r}") from None
-
-
-def _ints(v: str) -> list[int]:
-    if not v:
-        return []
+    _count_items(v, limit, "numbers")
+    if not _FLOATS_RE.match(v):
+        raise ProtocolError(f"expected numbers, got {v[:40]!r}")
     items = v.split(",")
-    for x in items:
-        d = x[1:] if x[:1] == "-" else x
-        if not (d.isdigit() and d.isascii()):
-            raise ProtocolError(f"expected integers, got {v!r}")
-    return list(map(int, items))
+    if max(map(len, items)) > MAX_NUMBER_CHARS:
+        raise ProtocolError(f"a number longer than {MAX_NUMBER_CHARS} characters")
+    out = list(map(float, items))
+    if not all(map(math.isfinite, out)):
+        _check_range(out, items)
+    return out
 
 
-def _list(v: str) -> list[str]:
-    return [pct_decode(x) for x in v.split(",")] if v else []
+def _ints(v: str, limit: int = MAX_ITEMS) -> list[int]:
+    if not v:
+        return []
+    _count_items(v, limit, "integers")
+    if not _INTS_RE.match(v):
+        raise ProtocolError(f"expected 32-bit integers, got {v[:40]!r}")
+    out = list(map(int, v.split(",")))
+    if min(out) < INT_MIN or max(out) > INT_MAX:
+        raise ProtocolError(f"an integer outside {INT_MIN} .. {INT_MAX}")
+    return out
 
 
-def _hex12(v: str) -> str:
+def _textval(v: str, limit: int = MAX_TEXT) -> str:
+    if len(v) > 3 * 4 * limit:                 # cheap reject before decoding
+        raise ProtocolError(f"text longer than {limit} characters")
+    t = pct_decode(v)
+    if len(t) > limit:
+        raise ProtocolError(f"text longer than {limit} characters")
+    return t
+
+
+def _list(v: str, limit: int = MAX_LIST_ITEMS) -> list[str]:
+    if not v:
+        return []
+    _count_items(v, limit, "items")
+    return [_textval(x, MAX_LIST_ITEM) for x in v.split(",")]
+
+
+def _hex12(v: str, _limit=None) -> str:
     if len(v) != 12 or not _HEX_RE.match(v):
-        raise ProtocolError(f"expected 12 hex digits, got {v!r}")
+        raise ProtocolError(f"expected 12 hex digits, got {v[:40]!r}")
     return v.lower()
 
 
-def _hexbytes(v: str) -> bytes:
+def _hexbytes(v: str, limit: int = MAX_PAYLOAD) -> bytes:
+    if len(v) > 2 * limit:
+        raise ProtocolError(f"payload above {limit} bytes")
     if not _HEX_RE.match(v):
         raise ProtocolError("bad hex payload")
     try:
@@ -342,28 +432,36 @@ def _hexbytes(v: str) -> bytes:
         raise ProtocolError("bad hex payload") from None
 
 
-def _tensors(v: str) -> list[dict]:
-    try:
-        return parse_tensors(v)
-    except ValueError as e:
-        raise ProtocolError(str(e)) from None
+def _tensors(v: str, limit: int = MAX_TENSORS) -> list[dict]:
+    return parse_tensors(v, limit)
 
 
 _DECODERS = {"uint": _uint, "int": _int, "bool": _bool, "float": _float, "floats": _floats,
-             "ints": _ints, "text": pct_decode, "list": _list, "hex12": _hex12,
+             "ints": _ints, "text": _textval, "list": _list, "hex12": _hex12,
              "hexbytes": _hexbytes, "tensors": _tensors}
 assert set(_DECODERS) == set(KINDS)
-# per message type: key -> decoder, and the required keys
-_FIELD_DECODERS = {m.type: {f.key: _DECODERS[f.kind] for f in m.fields} for m in MESSAGES.values()}
+
+
+def _field_decoder(f: FieldSpec):
+    fn, limit = _DECODERS[f.kind], field_limit(f)
+    return lambda v: fn(v, limit)
+
+
+# per message type: key -> decoder (with the field's bound), and the required keys
+_FIELD_DECODERS = {m.type: {f.key: _field_decoder(f) for f in m.fields} for m in MESSAGES.values()}
 _REQUIRED = {m.type: tuple(f.key for f in m.fields if f.required) for m in MESSAGES.values()}
 
 
-def decode_value(kind: str, v: str):
+def decode_value(kind: str, v: str, limit: int | None = None):
+    """Decode one value of `kind`, within its bound (`limit` or the kind's
+    default). Raises ProtocolError."""
     try:
         fn = _DECODERS[kind]
     except KeyError:
         raise ProtocolError(f"unknown field kind {kind!r}") from None
-    return fn(v)
+    if limit is None:
+        limit = DEFAULT_LIMITS.get(kind)
+    return fn(v, limit) if limit is not None else fn(v)
 
 
 @dataclass
@@ -444,7 +542,7 @@ def parse_line(line: bytes) -> Parsed:
     mtype = parts[0]
     decoders = _FIELD_DECODERS.get(mtype)
     if decoders is None and not _NAME_RE.match(mtype):
-        return Corrupt("invalid", _text(line), f"bad message type {mtype!r}")
+        return Corrupt("invalid", _text(line), f"bad message type {mtype[:40]!r}")
     fields: dict = {}
     extra: dict = {}
     for p in parts[1:]:
@@ -452,11 +550,11 @@ def parse_line(line: bytes) -> Parsed:
         fn = decoders.get(k) if decoders is not None else None
         if fn is None:
             if not sep or not _NAME_RE.match(k):
-                return Corrupt("invalid", _text(line), f"bad field {p!r}")
+                return Corrupt("invalid", _text(line), f"bad field {p[:40]!r}")
             (extra if decoders is not None else fields)[k] = v
             continue
         if not sep:
-            return Corrupt("invalid", _text(line), f"bad field {p!r}")
+            return Corrupt("invalid", _text(line), f"bad field {p[:40]!r}")
         try:
             fields[k] = fn(v)
         except ProtocolError as e:
@@ -470,15 +568,42 @@ def parse_line(line: bytes) -> Parsed:
     return Message(mtype, fields, extra=extra, raw=raw)
 
 
+# how many "~nm " starts in one line parse_lines tries before giving up
+MAX_SPLIT_TRIES = 8
+
+
 def parse_lines(line: bytes) -> list[Parsed]:
-    """Like parse_line, but a nanoml line that starts after foreign text on the
-    same line (a sketch print without newline) is split off and parsed."""
-    if line.startswith(PREFIX):
+    """Like parse_line, but a nanoml line that starts after other text on the
+    same line (a sketch print without newline, a line cut by a reset) is split
+    off and parsed: the first "~nm " from which a valid line parses wins (at
+    most MAX_SPLIT_TRIES are tried); what comes before it is parsed on its own."""
+    j = 0 if line.startswith(PREFIX) else line.find(PREFIX)
+    if j < 0:
         return [parse_line(line)]
-    i = line.find(PREFIX)
-    if i < 0:
-        return [parse_line(line)]
-    return [Foreign(_text(line[:i])), parse_line(line[i:])]
+    first_j, first = j, None
+    for _ in range(MAX_SPLIT_TRIES):
+        p = parse_line(line[j:])
+        if first is None:
+            first = p
+        if isinstance(p, Message):
+            return ([parse_line(line[:j])] if j else []) + [p]
+        j = line.find(PREFIX, j + 1)
+        if j < 0:
+            break
+    return ([Foreign(_text(line[:first_j]))] if first_j else []) + [first]
+
+
+_CONTROL_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (all but tab; also DEL, C1 and the
+    Unicode line/paragraph separators) written as \\xNN / \\uNNNN, so serial
+    text cannot break a CSV row, a log line or a terminal."""
+    if not _CONTROL_RE.search(text):
+        return text
+    return _CONTROL_RE.sub(lambda m: (f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                      else f"\\u{ord(m.group()):04x}"), text)
 
 
 # ---------------------------------------------------------------------------
@@ -489,9 +614,10 @@ def markdown_tables() -> str:
     for m in MESSAGES.values():
         arrow = "device → host" if m.direction == "device" else "host → device"
         out.append(f"### `{m.type}` ({arrow})\n\n{m.doc}\n")
-        out.append("| key | kind | required | meaning |\n|---|---|---|---|")
+        out.append("| key | kind | required | bounds | meaning |\n|---|---|---|---|---|")
         for f in m.fields:
-            out.append(f"| `{f.key}` | {f.kind} | {'yes' if f.required else 'no'} | {f.doc} |")
+            out.append(f"| `{f.key}` | {f.kind} | {'yes' if f.required else 'no'} | "
+                       f"{bounds_text(f.kind, f.limit)} | {f.doc} |")
         out.append("")
     out.append("### Value kinds\n\n| kind | format |\n|---|---|")
     out.extend(f"| {k} | {v} |" for k, v in KINDS.items())
@@ -502,6 +628,8 @@ def markdown_tables() -> str:
               "max line length (device, excluding an `in` payload)": MAX_LINE_LENGTH,
               "max digits of an `in` number field": MAX_DIGITS,
               "max line length kept by the host": HOST_MAX_LINE,
+              "max `~nm ` starts tried in one line (text glued before a nanoml line)":
+                  MAX_SPLIT_TRIES,
               "LCG multiplier": LCG_MUL, "LCG increment": LCG_ADD,
               "seed multiplier (seed = seq * it mod 2^32)": SEED_MUL}
     consts.update({f"dtype code {k}": v for k, v in DTYPE_CODES.items()})
