@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -151,7 +152,24 @@ def test_validate_device_path_within_one_lsb(vgg_inputs):
                            "--json", "--timeout", "10").stdout)
     assert d["source"] == "device" and d["samples"] == 6
     assert d["max_lsb"] == 1 and d["passed"]
-    assert d["device_latency_us"]["mean"] == 51234
+    assert d["latency"]["ms"] == 51.234 and d["latency"]["runs"] == 6
+    assert d["schema"] == "validate/1" and d["model"]["sha256"] == SimModel(VGG).sha256
+    assert _shape(d) == _shape(_documented_json()), "docs/validate.md's JSON is not the output's"
+
+
+def _documented_json() -> dict:
+    text = (Path(__file__).parent.parent / "docs" / "validate.md").read_text()
+    block = text.split("```json\n", 1)[1].split("```", 1)[0]
+    return json.loads(re.sub(r"//[^\n]*", "", block))
+
+
+def _shape(v):
+    """Keys of a JSON value, nested (a list by its first item)."""
+    if isinstance(v, dict):
+        return {k: _shape(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_shape(v[0])] if v else []
+    return None
     assert abs(d["max_abs_error"] - d["output_scale"]) < 1e-4
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ._common import BOARD_OPTION, JSON_OPTION, console, emit_json, handle_errors
+from ._common import (BOARD_OPTION, JSON_OPTION, console, emit_json, esc, handle_errors,
+                      latency_ms, model_ref)
 
 
 def register(app: typer.Typer) -> None:
@@ -43,22 +44,33 @@ def register(app: typer.Typer) -> None:
             res = validate(model, inputs, port=port, sim=sim, atol=atol, min_top1=min_top1,
                            limit=limit, board_id=board, frame_timeout=timeout)
             if json_out:
-                emit_json(res.to_json())
+                emit_json(_json(res, model), "validate/1", res.exit_code)
             else:
                 _render(res)
             raise typer.Exit(res.exit_code)
+
+    def _json(res, model: Path) -> dict:
+        doc = res.to_json()
+        us = res.device_us
+        doc["model"] = model_ref(model)
+        doc["latency"] = (latency_ms(sum(us) / len(us), max=max(us), runs=len(us), scale=1e-3)
+                          if us else None)
+        return doc
 
     def _render(res) -> None:
         c = console()
         c.print(f"validated {len(res.samples)} input(s) on the "
                 f"{'virtual board' if res.source == 'sim' else 'board'} against the host "
                 f"reference interpreter")
-        c.print(f"max abs error  {res.max_abs_error:.6g}  (tolerance {res.atol:.6g})")
+        basis = ("the quantized outputs" if res.compared == "q"
+                 else "the outputs' 6-digit text")
+        c.print(f"max abs error  {res.max_abs_error:.6g}  (tolerance {res.atol:.6g}; "
+                f"compared on {basis})")
         c.print(f"RMSE           {res.rmse:.6g}")
         c.print(f"top-1 agreement {100 * res.top1_agreement:.1f}%  "
                 f"(at least {100 * res.min_top1:.1f}%)")
         if res.max_lsb is not None:
             c.print(f"worst quantized difference {res.max_lsb} LSB")
         for n in res.notes:
-            c.print(f"note: {n}")
+            c.print(f"note: {esc(n)}")
         c.print("PASS" if res.passed else "FAIL: outside the tolerances")

@@ -82,8 +82,6 @@ class ValidateResult:
                 "top1_agreement": self.top1_agreement, "max_lsb": self.max_lsb,
                 "tolerances": {"atol": self.atol, "min_top1": self.min_top1},
                 "output_scale": self.output_scale, "passed": self.passed,
-                "device_latency_us": ({"mean": sum(self.device_us) / len(self.device_us),
-                                       "max": max(self.device_us)} if self.device_us else None),
                 "per_sample": [s.to_json() for s in self.samples], "notes": self.notes,
                 "exit_code": self.exit_code}
 
