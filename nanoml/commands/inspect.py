@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ._common import BOARD_OPTION, JSON_OPTION, RUNTIME_OPTION, console, emit_json, handle_errors
+from ._common import (BOARD_OPTION, JSON_OPTION, RUNTIME_OPTION, console, emit_json, esc,
+                      handle_errors)
 
 
 def register(app: typer.Typer) -> None:
@@ -25,10 +26,21 @@ def register(app: typer.Typer) -> None:
             from ..model.inspect import inspect_model
             report = inspect_model(str(model), board, runtime)
             if json_out:
-                emit_json(report.to_json())
+                emit_json(to_json(report), "inspect/1", report.exit_code)
             else:
                 render(report)
             raise typer.Exit(report.exit_code)
+
+
+def to_json(report) -> dict:
+    """inspect's document; `footprint` in the shape every command uses
+    ({flash_bytes, ram_bytes, flash: {part: B}, ram: {part: B}, fits, notes})."""
+    d = report.to_json()
+    fp = d.get("footprint")
+    if isinstance(fp, dict):
+        d["footprint"] = {"flash_bytes": d.get("flash_bytes"), "ram_bytes": d.get("ram_bytes"),
+                          **fp, "fits": d.get("fits")}
+    return d
 
 
 def _fmt_shape(t: dict) -> str:
@@ -48,56 +60,64 @@ def render(report) -> None:
     c = console()
     d = report.to_json()
     m = d["model"]
-    c.print(f"[bold]{m['path']}[/]  {m['bytes']:,} B  sha256 {m['sha256'][:12]}  "
-            f"board {d['board']}  runtime {d['runtime']}")
+    c.print(f"[bold]{esc(m['path'])}[/]  {m['bytes']:,} B  sha256 {m['sha256'][:12]}  "
+            f"board {esc(d['board'])}  runtime {esc(d['runtime'])}", soft_wrap=True)
     io = Table(title="Inputs / outputs", show_edge=False)
     for col in ("", "shape", "quantization"):
         io.add_column(col)
     for kind in ("inputs", "outputs"):
         for t in d[kind]:
-            io.add_row(kind[:-1], _fmt_shape(t), _fmt_q(t))
+            io.add_row(kind[:-1], esc(_fmt_shape(t)), esc(_fmt_q(t)))
     c.print(io)
 
     ops = Table(title="Operators", show_edge=False)
-    for col, j in (("#", "right"), ("op", "left"), ("v", "right"), ("inputs", "left"),
-                   ("output", "left"), ("MACs", "right"), ("params B", "right")):
-        ops.add_column(col, justify=j)
     multi = len(report.model.subgraphs) > 1
+    # index and op name are never cut: full width, no wrapping; shapes fold
+    op_w = max((len(o["op"]) for o in d["operators"]), default=2)
+    ops.add_column("#", justify="right", no_wrap=True)
+    ops.add_column("op", no_wrap=True, min_width=op_w)
+    ops.add_column("v", justify="right", no_wrap=True)
+    ops.add_column("inputs", overflow="fold")
+    ops.add_column("output", overflow="fold")
+    ops.add_column("MACs", justify="right", no_wrap=True)
+    ops.add_column("params B", justify="right", no_wrap=True)
     for o in d["operators"]:
         idx = f"{o['subgraph']}:{o['index']}" if multi else str(o["index"])
         ins = ", ".join("x".join(map(str, t["shape"])) for t in o["inputs"])
         outs = ", ".join(_fmt_shape(t) for t in o["outputs"])
-        ops.add_row(idx, o["op"], str(o["version"]), ins, outs, f"{o['macs']:,}",
+        ops.add_row(idx, esc(o["op"]), str(o["version"]), esc(ins), esc(outs), f"{o['macs']:,}",
                     f"{o['param_bytes']:,}")
     c.print(ops)
 
-    sup = Table(title=f"Op support in {report.runtime.name} {report.runtime.version}",
+    sup = Table(title=esc(f"Op support in {report.runtime.name} {report.runtime.version}"),
                 show_edge=False)
-    for col in ("op", "version", "count", "supported"):
-        sup.add_column(col)
+    sup.add_column("op", no_wrap=True, min_width=max((len(o["name"]) for o in d["ops"]), default=2))
+    for col in ("version", "count"):
+        sup.add_column(col, no_wrap=True)
+    sup.add_column("supported", overflow="fold")
     for o in d["ops"]:
-        sup.add_row(o["name"], str(o["version"]), str(o["count"]),
-                    "[green]yes[/]" if o["supported"] else f"[red]no[/] {o['reason'] or ''}")
+        sup.add_row(esc(o["name"]), str(o["version"]), str(o["count"]),
+                    "[green]yes[/]" if o["supported"] else f"[red]no[/] {esc(o['reason'] or '')}")
     c.print(sup)
 
     a = d["arena"]
     label = "" if a.get("exact", True) else " [yellow](upper bound)[/]"
     c.print(f"MACs {d['macs']:,}   parameters {d['params']:,} ({d['param_bytes']:,} B)")
     c.print(f"Tensor arena: minimal working {a['min_bytes']:,} B{label}, "
-            f"arena_used_bytes() {a['used_bytes']:,} B  [dim]({a.get('method', '')})[/]")
+            f"arena_used_bytes() {a['used_bytes']:,} B  [dim]({esc(a.get('method', ''))})[/]")
     if a.get("breakdown"):
-        c.print("  " + ", ".join(f"{k} {v:,} B" for k, v in a["breakdown"].items()
-                                 if isinstance(v, int)))
+        c.print("  " + esc(", ".join(f"{k} {v:,} B" for k, v in a["breakdown"].items()
+                                     if isinstance(v, int))))
     lim = d["limits"]
     for kind, key in (("Flash", "flash"), ("RAM", "ram")):
         used, cap = d[f"{key}_bytes"], lim[f"{key}_bytes"]
         ok = d["fits"][key]
         pct = 100.0 * used / cap
         colour = "green" if ok else "red"
-        parts = ", ".join(f"{k} {v:,}" for k, v in d["footprint"][key].items())
+        parts = esc(", ".join(f"{k} {v:,}" for k, v in d["footprint"][key].items()))
         c.print(f"{kind:5} [{colour}]{used:>9,} B of {cap:,} B ({pct:.1f}%)[/]  [dim]{parts}[/]")
     for p in d["problems"]:
         colour = {"error": "red", "warning": "yellow"}.get(p["level"], "cyan")
-        c.print(f"[{colour}]{p['level']}:[/] {p['message']}")
+        c.print(f"[{colour}]{esc(p['level'])}:[/] {esc(p['message'])}", soft_wrap=True)
     c.print("[green]fits and runs on the board[/]" if d["can_run"]
             else "[red]cannot run on the board as is[/]")

@@ -7,21 +7,26 @@ from pathlib import Path
 
 import typer
 
-from ._common import BOARD_OPTION, JSON_OPTION, RUNTIME_OPTION, console, emit_json, handle_errors
+from ._common import (BOARD_OPTION, FINITE, JSON_OPTION, RUNTIME_OPTION, SIM_OPTION, console,
+                      count_option, either, emit_json, esc, handle_errors, hidden_alias, latency_ms,
+                      model_ref, port_option, timeout_option)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("profile")
     def profile_cmd(
         model: Path = typer.Argument(..., help="The .tflite model."),
-        port: str = typer.Option(None, "--port", help="Serial port of the board (device run)."),
-        sim: bool = typer.Option(False, "--sim", help="Run on the virtual board instead."),
+        port: str = port_option("Serial port of the board (device run; default: the board "
+                                "found by its USB id)."),
+        sim: bool = SIM_OPTION,
         estimate: bool = typer.Option(False, "--estimate",
                                       help="No board: cost model for latency, predictor for arena."),
-        runs: int = typer.Option(20, "--runs", min=1, max=10000, help="Inferences to time."),
+        count: int = count_option(None, "Inferences to time (device, sim; default 20, at most "
+                                        "10000)."),
+        runs: int = hidden_alias("--runs"),
         board: str = BOARD_OPTION,
         runtime: str = RUNTIME_OPTION,
-        cpi: float = typer.Option(None, "--cpi", min=0.1, max=20.0,
+        cpi: float = typer.Option(None, "--cpi", min=0.1, max=20.0, callback=FINITE,
                                   help="Cycles per instruction for --estimate (default 1.25)."),
         project: Path = typer.Option(None, "--project",
                                      help="Project dir to record the measured arena in "
@@ -31,8 +36,7 @@ def register(app: typer.Typer) -> None:
         no_flash: bool = typer.Option(False, "--no-flash",
                                       help="The board already runs the profiling firmware: "
                                            "do not build and flash it."),
-        timeout: float = typer.Option(120.0, "--timeout", min=1.0,
-                                      help="Seconds to wait for the runs (device, sim)."),
+        timeout: float = timeout_option(120.0, "device, sim"),
         report: Path = typer.Option(None, "--report",
                                     help="Also write a report: FILE.md (text bars) or FILE.html."),
         json_out: bool = JSON_OPTION,
@@ -40,6 +44,10 @@ def register(app: typer.Typer) -> None:
         """Time every operator and find the smallest working arena."""
         with handle_errors(json_out):
             from ..errors import UsageError
+            runs = either(count, runs, 20)
+            if runs > 10000:
+                raise UsageError(f"--count {runs}: at most 10000 inferences",
+                                 "time fewer inferences (the default is 20)")
             modes = sum([bool(port), sim, estimate])
             if modes > 1:
                 raise UsageError("choose one of --port, --sim and --estimate",
@@ -67,7 +75,7 @@ def register(app: typer.Typer) -> None:
                 from ..profile.report import render
                 report.write_text(render(result, str(report)))
             if json_out:
-                emit_json(result.to_json())
+                emit_json(to_json(result, model, b), "profile/1", result.exit_code)
             else:
                 _render(result, report)
 
@@ -75,9 +83,13 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
         from ..profile.report import _summary
         c = console()
-        t = Table(title=f"profile ({result.source})")
-        for col in ("#", "op", "output", "MACs", "cycles", "ms", "%", "cyc/MAC"):
-            t.add_column(col, justify="right" if col not in ("op", "output") else "left")
+        t = Table(title=f"profile ({esc(result.source)})")
+        # index and op name are never cut (no_wrap, their full width); shapes fold
+        t.add_column("#", justify="right", no_wrap=True)
+        t.add_column("op", no_wrap=True, min_width=max((len(x.op) for x in result.layers), default=2))
+        t.add_column("output", overflow="fold")
+        for col in ("MACs", "cycles", "ms", "%", "cyc/MAC"):
+            t.add_column(col, justify="right", overflow="fold")
         for layer in result.layers:
             cpm = layer.cycles_per_mac
             t.add_row(str(layer.index), layer.op, "x".join(map(str, layer.output_shape)),
@@ -89,4 +101,17 @@ def register(app: typer.Typer) -> None:
         for n in result.notes:
             c.print(f"note: {n}")
         if report is not None:
-            c.print(f"report written to {report}")
+            c.print(f"report written to {esc(report)}", soft_wrap=True)
+
+
+def to_json(result, model: Path, board) -> dict:
+    """profile's document, with the shapes every command shares: `model` {path, bytes,
+    sha256}, `macs`, `latency` {ms, ...}, `limits` {flash_bytes, ram_bytes}."""
+    d = result.to_json()
+    lat = d.get("latency_ms") or {}
+    d["model"] = model_ref(model)
+    d["macs"] = d.get("total_macs")
+    d["latency"] = latency_ms(lat.get("mean", lat.get("estimate")), p50=lat.get("p50"),
+                              p99=lat.get("p99"), runs=lat.get("runs"))
+    d["limits"] = {"flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes}
+    return d
