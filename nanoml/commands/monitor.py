@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import JSON_OPTION, emit_json, handle_errors
+from ._common import BOARD_OPTION, JSON_OPTION, emit_json, handle_errors, port_option
 
 RAW_LINES = 8          # raw lines kept under the live view
 MAX_BARS = 16          # outputs drawn as bars
@@ -16,7 +16,7 @@ MAX_BARS = 16          # outputs drawn as bars
 def register(app: typer.Typer) -> None:
     @app.command("monitor")
     def monitor_cmd(
-        port: str = typer.Option(None, "--port", help="Serial port (default: find the board by USB id)."),
+        port: str = port_option("Serial port (default: find the board by USB id)."),
         baud: int = typer.Option(115200, "--baud", help="Baud rate (USB CDC ignores it)."),
         json_out: bool = JSON_OPTION,
         log: Path = typer.Option(None, "--log", help="Append every record to FILE.jsonl or FILE.csv."),
@@ -26,13 +26,13 @@ def register(app: typer.Typer) -> None:
         labels: str = typer.Option(None, "--labels", help="Output labels, comma-separated (a,b,c)."),
         sim: Path = typer.Option(None, "--sim", help="Start a virtual board running MODEL and attach to it."),
         sim_rate: float = typer.Option(10.0, "--sim-rate", help="Inferences/s of the --sim board."),
-        board: str = typer.Option(None, "--board", help="Board profile (USB ids to look for)."),
+        board: str = BOARD_OPTION,
     ) -> None:
         """Show live inference rate, latency and outputs from the board; log them."""
         with handle_errors(json_out):
             from ..boards import get_board
             from ..errors import UsageError
-            from ..serial.log import RecordLogger
+            from ..serial.log import LogError, RecordLogger
             from ..serial.monitor import Connector, Monitor
 
             if count is not None and count < 1:
@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
             sim_proc = None
             view = None
             mon = None
+            log_error = None
+            stdout_gone = False
             try:
                 if sim:
                     import os
@@ -63,7 +65,9 @@ def register(app: typer.Typer) -> None:
                 _stop_on_signals()
                 try:
                     from ..serial.log import dumps
-                    for batch in mon.batches(count=count, duration=duration):
+                    # with --sim, waiting out a disconnect ends if the sim itself has exited
+                    waits = {"sleep": sim_proc.sleep} if sim_proc is not None else {}
+                    for batch in mon.batches(count=count, duration=duration, **waits):
                         recs = [rec for rec, _ in batch]
                         lines = [dumps(r) for r in recs] if json_out else None
                         if logger:          # logged before shown: the log never lags the screen
@@ -71,6 +75,12 @@ def register(app: typer.Typer) -> None:
                         view.batch(batch, lines, mon)
                 except KeyboardInterrupt:
                     mon.exit_reason = "interrupt"
+                except BrokenPipeError:         # `monitor ... | head`: a normal end
+                    from ._common import quiet_stdout
+                    quiet_stdout()
+                    mon.exit_reason, stdout_gone = "closed", True
+                except LogError as e:           # disk full, log removed: stop, summary, exit 2
+                    mon.exit_reason, log_error = "log-error", e
             finally:
                 if view is not None:
                     view.close(mon)
@@ -84,10 +94,12 @@ def register(app: typer.Typer) -> None:
                        **mon.stats.summary()}
             if logger:
                 summary["log"] = str(log)
-            if json_out:
+            if json_out and not stdout_gone:
                 emit_json(summary)
-            else:
+            elif not json_out:
                 _print_summary(summary)
+            if log_error is not None:
+                raise log_error
 
 
 # ---------------------------------------------------------------- views
@@ -174,18 +186,28 @@ class _LiveView:
             self.status = rec["message"]
             self.event = rec["event"]
             self.port = rec.get("port") or self.port
-            self.raw.append(("status", f"[{rec['event']}] {rec['message']}"))
+            self.raw.append(("status", _safe(f"[{rec['event']}] {rec['message']}")))
             return
         if rec.get("warning"):
             self.warning = rec["warning"]
         style = {"foreign": "dim", "corrupt": "red"}.get(rec["type"], "")
-        self.raw.append((style, raw))
+        self.raw.append((style, _safe(raw[:200])))
 
     def close(self, mon) -> None:
         self.mon = mon or self.mon
         self.live.stop()
 
     def _render(self):
+        """Called by rich's refresh thread: whatever the board sent, it returns
+        something to draw (an exception here would end that thread for good)."""
+        try:
+            return self._view()
+        except Exception as e:  # noqa: BLE001 - keep the view alive, say what went wrong
+            from rich.text import Text
+            return Text(f"nanoml monitor: cannot draw the view ({type(e).__name__}: {e}); "
+                        "the log and the summary are not affected", style="red")
+
+    def _view(self):
         from rich.console import Group
         from rich.panel import Panel
         from rich.table import Table
@@ -198,10 +220,10 @@ class _LiveView:
         st = mon.stats
         h = st.hello
         if h:
-            parts.append(Text(
+            parts.append(Text(_safe(
                 f"model {h.get('model')}  board {h.get('board')}  runtime {h.get('runtime')}  "
                 f"fw {h.get('fw')}  input {h.get('input')}  "
-                f"arena {h.get('used', 0):,} of {h.get('arena', 0):,} B used"))
+                f"arena {h.get('used', 0):,} of {h.get('arena', 0):,} B used")))
         else:
             parts.append(Text("waiting for the board's hello (sent every few seconds)", style="dim"))
         if self.event not in ("connected", "reconnected"):
@@ -225,35 +247,39 @@ class _LiveView:
                      f"errors {st.errors}")
         parts.append(nums)
         if st.last_err:
-            parts.append(Text(f"last error: {st.last_err}", style="red"))
+            parts.append(Text(_safe(f"last error: {st.last_err}"), style="red"))
         if st.last_out:
             top = st.last_top
             name = (self.labels[top] if self.labels and top is not None and 0 <= top < len(self.labels)
                     else str(top))
-            parts.append(Text(f"outputs of result {st.last_seq}: top {name}", style="bold"))
+            parts.append(Text(_safe(f"outputs of result {st.last_seq}: top {name}"), style="bold"))
             parts.append(self._bars(st))
         raw = Text()
         for i, (style, line) in enumerate(list(self.raw)):
-            raw.append(("\n" if i else "") + line[:200], style=style or None)
+            raw.append(("\n" if i else "") + line, style=style or None)
         parts.append(Panel(raw, title="raw", title_align="left"))
-        return Panel(Group(*parts), title=f"nanoml monitor · {self.port or ''} · {self.event}",
-                     title_align="left")
+        return Panel(Group(*parts), title=Text(_safe(f"nanoml monitor · {self.port or ''} · "
+                                                     f"{self.event}")), title_align="left")
 
     def _bars(self, st):
+        import math
+
         from rich.table import Table
+        from rich.text import Text
         out = st.last_out
         shown = out[:MAX_BARS]
-        lo, hi = min(shown), max(shown)
+        finite = [v for v in shown if math.isfinite(v)] or [0.0]   # nan / inf: no bar
+        lo, hi = min(finite), max(finite)
         unit = lo >= 0 and hi <= 1
         scale = 1.0 if unit else max(abs(lo), abs(hi)) or 1.0
         t = Table.grid(padding=(0, 1))
         width = 30
         for i, v in enumerate(shown):
             name = self.labels[i] if self.labels and i < len(self.labels) else str(i)
-            n = int(round(min(abs(v) / scale, 1.0) * width)) if v == v else 0
+            n = int(round(min(abs(v) / scale, 1.0) * width)) if math.isfinite(v) else 0
             bar = ("█" * n).ljust(width)
-            style = "bold green" if i == st.last_top else ""
-            t.add_row(name, f"[{style}]{bar}[/]" if style else bar, f"{v:.6g}")
+            style = "bold green" if i == st.last_top else None
+            t.add_row(Text(_safe(name)), Text(bar, style=style), Text(f"{v:.6g}"))
         if len(out) > MAX_BARS:
             t.add_row("…", f"{len(out) - MAX_BARS} more outputs", "")
         return t
@@ -262,6 +288,13 @@ class _LiveView:
 def _now() -> float:
     import time
     return time.time()
+
+
+def _safe(text: str) -> str:
+    """Text from the board or the user, for the live view: control characters
+    shown as \\xNN (callers wrap it in rich Text objects: no markup is parsed)."""
+    from ..serial.protocol import printable
+    return printable(str(text))
 
 
 def _print_summary(s: dict) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._common import JSON_OPTION, console, emit_json, handle_errors
+from ._common import JSON_OPTION, console, emit_json, handle_errors, timeout_option
 
 
 def register(app: typer.Typer) -> None:
@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         duration: float = typer.Option(None, "--duration", help="Stop after S seconds."),
         arena: int = typer.Option(None, "--arena", help="Arena bytes for the host interpreter "
                                                         "(default: 10x the model, >= 64 KiB)."),
+        timeout: float = timeout_option(None, "start-up and serving; exit 1 when it passes "
+                                              "before --count/--duration end the run"),
         exit_with_parent: bool = typer.Option(False, "--exit-with-parent", hidden=True,
                                               help="Stop when the parent process dies "
                                                    "(used by monitor --sim)."),
@@ -46,12 +48,15 @@ def register(app: typer.Typer) -> None:
             from ..boards import get_board
             from ..runtimes import all_runtimes, get_runtime
             from ..sim.board import VirtualBoard, default_link_path
+            from ..sim.deadline import Deadline
+
+            deadline = Deadline(timeout)
 
             b = get_board(board)
             rt = get_runtime(runtime).id if (runtime or all_runtimes()) else "tflm-host"
             vb = VirtualBoard(model, input=input, rate_hz=rate, board=b.id, runtime=rt,
                               link=None if no_link else (link or default_link_path()),
-                              count=count, arena_size=arena)
+                              count=count, arena_size=arena, deadline=deadline)
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             parent = os.getppid()
@@ -68,6 +73,10 @@ def register(app: typer.Typer) -> None:
                     if end is not None and time.monotonic() >= end:
                         break
                     if exit_with_parent and os.getppid() != parent:
+                        break
+                    if deadline.expired:
+                        vb.error = vb.error or deadline.error(
+                            f"serving results ({vb.stats.results} so far)")
                         break
                     time.sleep(0.1)
             except KeyboardInterrupt:

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import NanomlError
 from ..model.analysis import operator_macs
 from ..model.tflite import Model, load
+from ..sim.deadline import Deadline
 from .record import record_arena
 from .result import LayerProfile, Latency, ProfileResult
 from .session import DeviceRun, collect
@@ -80,20 +81,20 @@ def _record(res: ProfileResult, model: Model, project: Path | None, model_path: 
     res.arena_recorded = str(p)
 
 
-def _run_sim(model_path: Path, model: Model, board, runtime, runs: int, timeout: float):
-    from .session import FdReader
+def _run_sim(model_path: Path, model: Model, board, runtime, runs: int, deadline):
     from .simboard import ProfilingVirtualBoard
     vb = ProfilingVirtualBoard(model_path, runtime.id, board.clock_hz, rate_hz=0,
-                               board=board.id, count=runs + 1)
+                               board=board.id, count=runs + 1, deadline=deadline)
     with vb:
         fd = os.open(vb.port, os.O_RDWR | os.O_NOCTTY)
         try:
-            run = collect(FdReader(fd), len(model.main.operators), runs, timeout=timeout,
-                          model_sha=model.sha256)
+            run = collect(vb.reader(fd), len(model.main.operators), runs,
+                          timeout=deadline.left(DEFAULT_TIMEOUT), model_sha=model.sha256,
+                          deadline=deadline)
         finally:
             os.close(fd)
-    if vb.error is not None:
-        raise NanomlError(f"the virtual board failed: {vb.error}")
+    if vb.failure() is not None:
+        raise vb.failure()
     return run
 
 
@@ -108,14 +109,17 @@ def _footprint_estimate(model_path: Path, board, runtime) -> tuple[int | None, i
 
 def profile_on_board(model: Path, board, runtime, runs: int = 20, port: str | None = None,
                      sim: bool = False, project: Path | None = None, record: bool = True,
-                     flash: bool = True, timeout: float = DEFAULT_TIMEOUT,
+                     flash: bool = True, timeout: "float | Deadline" = DEFAULT_TIMEOUT,
                      on_stage=None) -> ProfileResult:
+    """`timeout` bounds the whole sim run (start-up, arena probes, runs) and the
+    device run's read."""
+    deadline = Deadline.of(timeout)
     model_path = Path(model)
     m = load(model_path)
     stage = on_stage or (lambda s: None)
     if sim:
         stage("starting the virtual board (profiling mode)")
-        run = _run_sim(model_path, m, board, runtime, runs, timeout)
+        run = _run_sim(model_path, m, board, runtime, runs, deadline)
         res = assemble(m, str(model_path), run, board, runtime.id, "sim")
         res.flash_bytes, res.ram_bytes = _footprint_estimate(model_path, board, runtime)
         res.notes.append("virtual board: operator cycles come from the latency model "
@@ -129,7 +133,7 @@ def profile_on_board(model: Path, board, runtime, runs: int = 20, port: str | No
         if not port:
             from ..serial.ports import find_board_port
             port = find_board_port(board).device
-        run = _read_device(port, m, runs, timeout)
+        run = _read_device(port, m, runs, deadline.seconds or DEFAULT_TIMEOUT)
         res = assemble(m, str(model_path), run, board, runtime.id, "device")
         res.flash_bytes, res.ram_bytes = flash_bytes, ram_bytes
         if run.sim:

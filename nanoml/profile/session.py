@@ -60,19 +60,20 @@ class RunTimeout(NanomlError):
 
 
 def collect(source, n_ops: int, runs: int, timeout: float = 60.0, model_sha: str | None = None,
-            skip: int = 1, clock=time.monotonic) -> DeviceRun:
+            skip: int = 1, clock=time.monotonic, deadline=None) -> DeviceRun:
     """Read `source` until `runs` complete inferences (after skipping the first
     `skip` complete ones: warm-up) and an `arena` line have arrived.
 
     Raises NanomlError when the device reports `err`, runs another model
     (`model_sha`: first 12 hex digits of the model's SHA-256), or when `timeout`
-    seconds pass first (RunTimeout, with what was seen so far)."""
+    seconds pass first (RunTimeout, with what was seen so far), or the command's
+    `deadline` (a nanoml.sim.deadline.Deadline: --timeout) passes (TimedOut)."""
     dec = StreamDecoder()
     run = DeviceRun()
     current: dict[int, Inference] = {}
     last_seq: int | None = None
     skipped = 0
-    deadline = clock() + timeout
+    end = clock() + timeout
 
     def finish(inf: Inference) -> None:
         nonlocal skipped
@@ -87,7 +88,9 @@ def collect(source, n_ops: int, runs: int, timeout: float = 60.0, model_sha: str
     while True:
         if len(run.inferences) >= runs and run.arena_min is not None:
             return run
-        if clock() > deadline:
+        if deadline is not None and deadline.expired:
+            raise deadline.error(f"reading the profiling runs ({len(run.inferences)} of {runs})")
+        if clock() > end:
             raise RunTimeout(
                 f"profiling run timed out after {timeout:g} s: {len(run.inferences)} of {runs} "
                 f"inferences, arena line {'seen' if run.arena_min is not None else 'not seen'}, "

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import NanomlError
 from ..sim.board import VirtualBoard
 from ..sim.deadline import Deadline
 from ..sim.isolated import host_arena_bisect  # noqa: F401 - also this module's API
 from ..sim.model import SimModel
 from .estimate import estimate_layers
+from .session import FdReader
 
 
 class ProfilingVirtualBoard(VirtualBoard):
@@ -44,6 +46,17 @@ class ProfilingVirtualBoard(VirtualBoard):
             sim_model.close()
             raise
 
+    def reader(self, fd: int) -> "FdReader":
+        """A reader of the board's port (`fd`) that raises the board's error once it
+        has stopped on one (a crashed or hung interpreter), instead of going quiet."""
+        return _BoardReader(self, fd)
+
+    def failure(self) -> NanomlError | None:
+        e = self.error
+        if e is None or isinstance(e, NanomlError):
+            return e
+        return NanomlError(f"the virtual board failed: {e}")
+
     def _send_hello(self) -> None:
         super()._send_hello()
         if self.arena_min is not None:
@@ -61,3 +74,15 @@ class ProfilingVirtualBoard(VirtualBoard):
                               "us": int(round(cyc * 1e6 / self.clock_hz)), "sim": True})
         self._seq = (seq + 1) & 0xFFFFFFFF
         self.stats.results += 1
+
+
+class _BoardReader(FdReader):
+    def __init__(self, board: ProfilingVirtualBoard, fd: int):
+        super().__init__(fd)
+        self.board = board
+
+    def read(self, n: int) -> bytes:
+        data = super().read(n)
+        if not data and not self.board.running and self.board.failure() is not None:
+            raise self.board.failure()
+        return data

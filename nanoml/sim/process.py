@@ -37,9 +37,15 @@ class SimProcess:
               link: str | Path | None = None, board: str | None = None,
               runtime: str | None = None, count: int | None = None,
               extra_args: list[str] | None = None,
-              timeout: float = START_TIMEOUT_S) -> "SimProcess":
+              timeout: float = START_TIMEOUT_S, deadline=None) -> "SimProcess":
+        """Start `nanoml sim` and wait for its port. `deadline` (a Deadline): the
+        command's --timeout, which bounds the start and is handed to the child."""
+        from .deadline import Deadline
+        deadline = Deadline.of(deadline)
         args = [sys.executable, "-m", "nanoml", "sim", str(model), "--json", "--input", input,
                 "--rate", str(rate_hz), "--exit-with-parent"]
+        if deadline.seconds is not None:
+            args += ["--timeout", f"{max(deadline.left(), 0.01):.3f}"]
         if link:
             args += ["--link", str(link)]
         if board:
@@ -55,7 +61,7 @@ class SimProcess:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
         err.close()
-        line = _read_line(proc, timeout)
+        line = _read_line(proc, deadline.left(timeout))
         try:
             info = json.loads(line) if line else None
         except json.JSONDecodeError:
@@ -65,8 +71,11 @@ class SimProcess:
             proc.wait()
             why = Path(errname).read_text(errors="replace").strip().splitlines()
             tail = (why[-1] if why else "") or (line or "").strip() or "no output"
-            if info and info.get("error"):
-                tail = info["error"]
+            if info and info.get("error"):            # the sim's own one-line error
+                raise NanomlError(f"the virtual board did not start: {info['error']}",
+                                  hint=info.get("hint"), exit_code=info.get("exit_code"))
+            if line is None and proc.returncode is None and deadline.expired:
+                raise deadline.error("starting the virtual board")
             raise NanomlError(f"the virtual board did not start: {tail}",
                               hint="run `nanoml sim MODEL` on its own to see why")
         return cls(proc, info, Path(errname))
@@ -77,6 +86,29 @@ class SimProcess:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def check(self) -> None:
+        """Raise the sim's own error (one line, its exit code) once it has exited."""
+        if self.proc.poll() is None:
+            return
+        info = {}
+        try:
+            rest = self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
+            for ln in rest.splitlines():
+                doc = json.loads(ln) if ln.strip().startswith("{") else {}
+                info = doc if isinstance(doc, dict) and doc.get("error") else info
+        except (OSError, ValueError):
+            pass
+        if info.get("error"):
+            raise NanomlError(f"the virtual board stopped: {info['error']}",
+                              hint=info.get("hint"), exit_code=info.get("exit_code"))
+        raise NanomlError(f"the virtual board exited (code {self.proc.returncode})",
+                          hint=f"see {self._stderr_path}" if self._stderr_path.exists() else None)
+
+    def sleep(self, seconds: float) -> None:
+        """time.sleep that raises (check) when the sim has exited: for waiting loops."""
+        self.check()
+        time.sleep(seconds)
 
     def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM (the sim removes its link and exits), then SIGKILL."""
