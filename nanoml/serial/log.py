@@ -6,6 +6,11 @@ killed monitor loses nothing it already received.
   `nanoml monitor --json` prints.
 - `.csv`: one row per record with the columns in CSV_COLUMNS; `out` and `q`
   are space-separated numbers; fields without a column go to `data` as JSON.
+
+Text from the port cannot break either format: control characters in CSV
+cells are written as \\xNN (`protocol.printable`), and JSON has no NaN or
+Infinity tokens (a non-finite number is null; the raw line keeps its text).
+A log that cannot be opened or written raises LogError (exit 2, one line).
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import os
 from pathlib import Path
 
 from ..errors import UsageError
+from .protocol import printable
 
 CSV_COLUMNS = ["t", "type", "seq", "us", "top", "label", "out", "q", "frame", "sim", "text", "data"]
 _JSONL = (".jsonl", ".json", ".ndjson")
@@ -27,8 +35,27 @@ def _json_default(o):
     return str(o)
 
 
+def _finite(o):
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
+
+
 def dumps(rec: dict) -> str:
-    return json.dumps(rec, default=_json_default, separators=(",", ":"))
+    """One record as strict JSON (non-finite numbers become null)."""
+    try:
+        return json.dumps(rec, default=_json_default, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(rec), default=_json_default, separators=(",", ":"),
+                          allow_nan=False)
+
+
+class LogError(UsageError):
+    """The log file cannot be opened or written (missing folder, read-only or full disk)."""
 
 
 class RecordLogger:
@@ -43,11 +70,12 @@ class RecordLogger:
             raise UsageError(f"--log {self.path}: unknown format '{suffix or '(none)'}'",
                              hint="use a .jsonl or .csv file name")
         try:
-            new = not self.path.exists() or self.path.stat().st_size == 0
             # unbuffered binary file: every record is one write() to the OS
             self._f = open(self.path, "ab", buffering=0)
+            new = os.fstat(self._f.fileno()).st_size == 0
         except OSError as e:
-            raise UsageError(f"--log {self.path}: cannot open for appending ({e.strerror})") from None
+            raise LogError(f"--log {self.path}: cannot open for appending ({e.strerror})",
+                           hint="give a file in an existing, writable folder") from None
         self.records = 0
         if self.format == "csv" and new:
             self._write_csv(CSV_COLUMNS)
@@ -75,9 +103,13 @@ class RecordLogger:
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
-        while view:
-            n = self._f.write(view)
-            view = view[n:]
+        try:
+            while view:
+                n = self._f.write(view)
+                view = view[n:]
+        except OSError as e:
+            raise LogError(f"--log {self.path}: cannot write ({e.strerror or e})",
+                           hint="free some space or log to another disk") from None
 
     def _write_csv(self, row: list) -> None:
         buf = io.StringIO()
@@ -98,7 +130,7 @@ class RecordLogger:
                 v = rec.get("message") or rec.get("msg")
             elif c == "data":
                 v = dumps(rest) if rest else ""
-            row.append("" if v is None else v)
+            row.append("" if v is None else printable(v) if isinstance(v, str) else v)
         return row
 
     def close(self) -> None:

@@ -17,12 +17,18 @@ from typing import Callable, Iterator
 
 from ..errors import BoardNotFound, NanomlError
 from .ports import find_board_port, open_port
-from .protocol import PROTOCOL_VERSION, Corrupt, Foreign, Message, Parsed
+from .protocol import PROTOCOL_VERSION, Corrupt, Foreign, Message, Parsed, printable
 from .stream import StreamDecoder
 
 RECONNECT_INTERVAL_S = 0.25
 LATENCY_WINDOW = 1000          # results kept for the percentiles
 RATE_WINDOW_S = 5.0
+SEQ_MOD = 1 << 32              # res seq is a uint32: it wraps to 0 after 4294967295
+# Most results a board can send per second: USB full speed (1.5 MB/s) over the
+# shortest res line (~30 B). A forward jump in seq larger than this rate allows
+# (plus SEQ_GAP_SLACK) is a reset or a stray counter, not results missed.
+MAX_RESULT_RATE_HZ = 50_000
+SEQ_GAP_SLACK = 1000
 
 
 class Connector:
@@ -67,7 +73,7 @@ class MonitorStats:
     invalid: int = 0              # checksum fine, content breaks the table
     unknown: int = 0              # message types this host does not know
     missed: int = 0               # gaps in res seq
-    restarts: int = 0             # res seq went back (board reset)
+    restarts: int = 0             # res seq went back or jumped impossibly far (board reset)
     reconnects: int = 0
     acks_ok: int = 0
     acks_rejected: int = 0
@@ -118,10 +124,7 @@ class MonitorStats:
         self.results += 1
         seq = f["seq"]
         if self.last_seq is not None:
-            if seq > self.last_seq + 1:
-                self.missed += seq - self.last_seq - 1
-            elif seq <= self.last_seq:          # counter went back: the board restarted
-                self.restarts += 1
+            self._seq_step(seq, t)
         self.last_seq = seq
         us = f["us"]
         self._lat.append(us)
@@ -137,6 +140,22 @@ class MonitorStats:
         self._times.append(t)
         while self._times and self._times[0] < t - RATE_WINDOW_S:
             self._times.popleft()
+
+    def _seq_step(self, seq: int, t: float) -> None:
+        """Count the results missed between the last seq and this one (modulo
+        2^32: 4294967295 -> 0 is the next result), or a restart when the
+        counter went back (a reset starts it again) or jumped further than a
+        board can count in the time since the last result."""
+        step = (seq - self.last_seq) % SEQ_MOD
+        if step == 0 or step >= SEQ_MOD // 2:
+            self.restarts += 1
+            return
+        gap = step - 1
+        elapsed = max(0.0, t - self.last_t) if self.last_t is not None else 0.0
+        if gap > elapsed * MAX_RESULT_RATE_HZ + SEQ_GAP_SLACK:
+            self.restarts += 1
+        else:
+            self.missed += gap
 
     def rate(self, now: float | None = None) -> float | None:
         """Inferences per second over the last few seconds."""
@@ -179,6 +198,7 @@ def to_record(p: Parsed, t: float, labels: list[str] | None = None) -> dict:
         return rec
     rec = p.to_json()
     rec["t"] = t
+    rec["text"] = printable(rec["text"])        # a bare CR or an escape code stays on its line
     return rec
 
 
