@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from ._common import JSON_OPTION, console, emit_json, handle_errors
+from ._common import (BOARD_OPTION, JSON_OPTION, POSITIVE, RUNTIME_OPTION, InputSource,
+                      arena_option, console, emit_json, esc, handle_errors, port_option,
+                      value_of)
 
 
 def register(app: typer.Typer) -> None:
@@ -14,22 +16,22 @@ def register(app: typer.Typer) -> None:
     def flash_cmd(
         target: Path = typer.Argument(..., help="A .tflite model, or a project folder written "
                                                 "by `nanoml build`."),
-        port: str = typer.Option(None, "--port", "-p",
-                                 help="Serial port (default: the board found by its USB id)."),
-        board: str = typer.Option(None, "--board", "-b", help="Board id (see `nanoml boards`)."),
+        port: str = port_option(),
+        board: str = BOARD_OPTION,
         monitor: bool = typer.Option(False, "--monitor", "-m",
                                      help="Continue into `nanoml monitor` after the upload."),
-        runtime: str = typer.Option(None, "--runtime", "-r",
-                                    help="MODEL only: TFLM library profile."),
-        input_source: str = typer.Option("serial", "--input", "-i",
-                                         help="MODEL only: serial, synthetic, imu or mic."),
+        runtime: str = RUNTIME_OPTION,
+        input_source: InputSource = typer.Option("serial", "--input", "-i",
+                                                 help="MODEL only: the firmware's input source."),
         out: Path = typer.Option(None, "--out", "-o", help="MODEL only: project folder."),
-        arena: str = typer.Option(None, "--arena", help="MODEL only: force the arena size."),
+        arena: str = arena_option("MODEL only: force the arena size (bytes, 20000 or 20K)."),
         arena_margin: str = typer.Option(None, "--arena-margin",
                                          help="MODEL only: margin over the predicted arena."),
         profile: bool = typer.Option(False, "--profile", help="MODEL only: profiling firmware."),
-        build_timeout: float = typer.Option(1800, "--build-timeout", help="Seconds."),
-        upload_timeout: float = typer.Option(180, "--upload-timeout", help="Seconds."),
+        build_timeout: float = typer.Option(1800, "--build-timeout", callback=POSITIVE,
+                                            help="Limit for the build step, seconds."),
+        upload_timeout: float = typer.Option(180, "--upload-timeout", callback=POSITIVE,
+                                             help="Limit for the upload step, seconds."),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Show PlatformIO's output."),
         json_out: bool = JSON_OPTION,
     ) -> None:
@@ -40,7 +42,8 @@ def register(app: typer.Typer) -> None:
         with handle_errors(json_out):
             from ..firmware.build import BuildOptions
             from ..firmware.upload import FlashOptions, flash
-            bopts = BuildOptions(model=target, board=board, runtime=runtime, input=input_source,
+            bopts = BuildOptions(model=target, board=board, runtime=runtime,
+                                 input=value_of(input_source),
                                  out=out, arena=arena, arena_margin=arena_margin, profile=profile,
                                  verbose=verbose)
             opts = FlashOptions(target=target, port=port, board=board, build=bopts,
@@ -48,7 +51,7 @@ def register(app: typer.Typer) -> None:
                                 verbose=verbose)
             if json_out:
                 result = flash(opts)
-                emit_json(result.to_json())
+                emit_json(result.to_json(), "flash/1", result.exit_code)
                 if result.ok and monitor:
                     raise typer.Exit(_monitor(result, port, json_out))
                 raise typer.Exit(result.exit_code)
@@ -67,18 +70,18 @@ def _flash_with_progress(c, opts, verbose: bool):
     from ..firmware.upload import flash
     if verbose:
         return flash(opts, on_line=lambda line: c.print(line, markup=False, highlight=False),
-                     on_stage=lambda s: c.print(f"[bold]{s}[/]"))
+                     on_stage=lambda s: c.print(f"[bold]{esc(s)}[/]"))
     with Status("preparing...", console=c, spinner="dots") as status:
         current = {"stage": "preparing"}
 
         def on_stage(s: str) -> None:
             current["stage"] = s
-            status.update(f"{s}...")
+            status.update(esc(f"{s}..."))
 
         def on_line(line: str) -> None:
             s = step_of(line)
             if s:
-                status.update(f"{current['stage']}: {s}")
+                status.update(esc(f"{current['stage']}: {s}"))
         return flash(opts, on_line=on_line, on_stage=on_stage)
 
 
@@ -102,22 +105,16 @@ def _render(c, result) -> None:
 
 
 def _monitor(result, port: str | None, json_out: bool) -> int:
-    """Continue into `nanoml monitor` (the monitor command module, when installed)."""
-    import importlib
-
-    try:
-        importlib.import_module("nanoml.commands.monitor")
-    except ModuleNotFoundError:
-        from ._common import fail
-        fail("`nanoml monitor` is not part of this nanoml version",
-             "open the port with any serial terminal at 115200 baud", 1, json_out)
+    """Continue into `nanoml monitor`: its command, registered alone on an app of its own."""
     import typer.main
 
-    from ..cli import app
     from ..firmware.upload import wait_for_sketch_port
+    from . import monitor
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    monitor.register(app)
     # the board resets after the upload; the monitor's first connection must succeed
     wait_for_sketch_port(result.plan.board, port)
-    args = ["monitor", "--board", result.plan.board.id]
+    args = ["--board", result.plan.board.id]
     if port:
         args += ["--port", port]
     if json_out:

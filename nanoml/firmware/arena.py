@@ -19,10 +19,13 @@ import math
 import re
 from dataclasses import dataclass
 
-from ..errors import NanomlError, UsageError
+from ..errors import InputError, NanomlError, UsageError
 
 DEFAULT_MARGIN = "1KiB"
 ALIGN = 16
+# No tensor arena is larger than this: the firmware's size fields are 32-bit, and
+# no board nanoml knows has a fraction of it.
+MAX_ARENA_BYTES = 2 ** 31 - ALIGN
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(k|kb|kib|m|mb|mib)?\s*$", re.I)
 _PCT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
@@ -101,15 +104,21 @@ class ArenaPlan:
                 "measured_min_bytes": self.measured}
 
 
+def sane_size(value: object) -> int | None:
+    """`value` as a byte count if it is a whole number in 1..MAX_ARENA_BYTES (not a
+    bool, NaN, infinity, negative, fractional or huge), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and (not math.isfinite(value) or value != int(value)):
+        return None
+    n = int(value)
+    return n if 0 < n <= MAX_ARENA_BYTES else None
+
+
 def predict(model, runtime_id: str, static_memory: bool):
     """The arena predictor's result (nanoml.memory.predict_arena): .min_bytes,
     .exact, .method, .notes."""
-    try:
-        from ..memory import predict_arena
-    except ImportError as e:  # the predictor module is not part of this installation
-        raise NanomlError(
-            "the arena predictor (nanoml.memory.predict_arena) is not available",
-            hint="give the arena size yourself with --arena N") from e
+    from ..memory import predict_arena
     try:
         p = predict_arena(model, runtime_id=runtime_id, static_memory=static_memory)
     except NanomlError:
@@ -117,6 +126,11 @@ def predict(model, runtime_id: str, static_memory: bool):
     except Exception as e:  # noqa: BLE001 - predictor failure: say so, suggest --arena
         raise NanomlError(f"arena prediction failed: {type(e).__name__}: {e}",
                           hint="give the arena size yourself with --arena N") from e
+    if sane_size(p.min_bytes) is None:
+        raise InputError(f"the predicted arena, {p.min_bytes!r} B, is not a plausible size "
+                         "(a tensor shape of the model is absurd)",
+                         hint="check the model's tensor shapes with `nanoml inspect MODEL`, "
+                              "or give the arena with --arena N")
     return p
 
 
@@ -128,6 +142,10 @@ def plan_arena(model, runtime_id: str, static_memory: bool, arena: str | int | N
         n = parse_size(arena, "--arena")
         if n <= 0:
             raise UsageError("--arena must be a positive number of bytes")
+        if sane_size(n) is None:
+            raise UsageError(f"--arena {arena}: {n:,} B is not a plausible arena size",
+                             hint="give the bytes the model needs, e.g. --arena 20K "
+                                  "(`nanoml inspect MODEL` predicts it)")
         try:
             p = predict(model, runtime_id, static_memory)
         except NanomlError:
@@ -147,6 +165,9 @@ def plan_arena(model, runtime_id: str, static_memory: bool, arena: str | int | N
     predicted = int(p.min_bytes) if p is not None else None
     base = measured if measured is not None else predicted
     m, spec = parse_margin(margin, base)
+    if sane_size(base + m) is None:
+        raise UsageError(f"arena {base:,} B + margin {m:,} B is not a plausible arena size",
+                         hint="use a smaller --arena-margin, e.g. 1K or 10%")
     return ArenaPlan(size=round_up(base + m), predicted=predicted, margin=m,
                      margin_spec=spec, forced=False, static_memory=static_memory,
                      predictor=getattr(p, "method", "nanoml.memory") if p is not None else "none",

@@ -122,6 +122,9 @@ def generate(opts: BuildOptions) -> BuildResult:
     elif opts.config or opts.packages_dir:
         raise UsageError("local packages (--config/--packages-dir) apply to --format platformio only")
     files = render_project(spec, local, sketch_name)
+    if local is not None and local.unused:
+        spec.warnings.append(f"{local.source}: not used by this build, ignored: "
+                             + ", ".join(local.unused))
     meta = {"format": spec.fmt, "board": spec.board.id, "runtime": spec.runtime.id,
             "input": spec.input, "profile": spec.profile, "model": Path(spec.model_path).name,
             "model_sha256": spec.model.sha256, "arena_bytes": spec.arena.size,
@@ -133,6 +136,11 @@ def generate(opts: BuildOptions) -> BuildResult:
                          + ", ".join(report.edited))
     if report.kept:
         res.notes.append("left in place (edited, no longer generated): " + ", ".join(report.kept))
+    if report.ignored:
+        res.notes.append(f"ignored {len(report.ignored)} entr"
+                         f"{'y' if len(report.ignored) == 1 else 'ies'} of .nanoml/manifest.json "
+                         "outside the project folder or not valid: "
+                         + ", ".join(report.ignored[:5]) + (" ..." if len(report.ignored) > 5 else ""))
     return res
 
 

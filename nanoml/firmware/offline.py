@@ -25,10 +25,15 @@ alone works too (packages found in DIR by name). Format (docs/build.md):
     tool-sreccat = "..."
     [offline.libraries]              # by library name (lib_deps name, case-insensitive)
     Chirale_TensorFLowLite = "..."
+
+An unknown section or key is an error naming the closest valid one (a typo must
+not silently fall back to a download); a library this build does not use is left
+out of platformio.ini and of the report (`unused`).
 """
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +61,7 @@ class LocalPackages:
     packages: dict[str, str] = field(default_factory=dict)    # name -> URL
     libraries: dict[str, str] = field(default_factory=dict)   # lowercase name -> URL
     link: str = "symlink"
+    unused: list[str] = field(default_factory=list)           # configured, not in this build
 
     def library_url(self, lib_dep: str) -> str | None:
         return self.libraries.get(lib_dep_name(lib_dep).lower())
@@ -108,6 +114,38 @@ def _find_in_dir(d: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
+SECTIONS = ("offline",)
+OFFLINE_KEYS = ("dir", "platform", "framework", "toolchain", "link", "packages", "libraries")
+_TABLE_KEYS = ("packages", "libraries")
+
+
+def _unknown_key(source: str, where: str, key: str, valid: tuple[str, ...]) -> UsageError:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return UsageError(f"{source}: unknown key {key!r} in {where}"
+                      + (f" (did you mean {close[0]!r}?)" if close else ""),
+                      hint=f"valid keys there: {', '.join(valid)} (docs/build.md, offline builds)")
+
+
+def check_config(data: dict, source: str) -> None:
+    """Refuse unknown sections and keys, and values of the wrong type, naming the
+    closest valid key: a misspelt key must not be silently ignored."""
+    for key in data:
+        if key not in SECTIONS:
+            raise _unknown_key(source, "the file", key, SECTIONS)
+    t = data.get("offline", {})
+    if not isinstance(t, dict):
+        raise UsageError(f"{source}: offline must be a table ([offline])")
+    for key, value in t.items():
+        if key not in OFFLINE_KEYS:
+            raise _unknown_key(source, "[offline]", key, OFFLINE_KEYS)
+        if key in _TABLE_KEYS:
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise UsageError(f"{source}: [offline.{key}] must map names to paths (strings)")
+        elif not isinstance(value, str):
+            raise UsageError(f"{source}: [offline] {key} must be a string (a path), "
+                             f"not {type(value).__name__}")
+
+
 def _from_table(t: dict, base: Path, source: str, lib_names: list[str]) -> LocalPackages:
     link = t.get("link", "symlink")
     if link not in ("symlink", "file"):
@@ -134,7 +172,17 @@ def _from_table(t: dict, base: Path, source: str, lib_names: list[str]) -> Local
         lp.packages[TOOLCHAIN_PACKAGE] = _url(_resolve(base, t["toolchain"], TOOLCHAIN_PACKAGE))
     for name, value in (t.get("packages") or {}).items():
         lp.packages[name] = _url(_resolve(base, value, name))
+    wanted = {n.lower(): n for n in lib_names}
     for name, value in (t.get("libraries") or {}).items():
+        if name.lower() not in wanted:
+            close = difflib.get_close_matches(name.lower(), list(wanted), n=1, cutoff=0.8)
+            if close:
+                raise UsageError(f"{source}: [offline.libraries] {name!r} is not a library of "
+                                 f"this build (did you mean {wanted[close[0]]!r}?)",
+                                 hint="name the library as in lib_deps: "
+                                      + ", ".join(lib_names))
+            lp.unused.append(name)
+            continue
         lp.libraries[name.lower()] = _url(_resolve(base, value, name), link)
     return lp
 
@@ -162,8 +210,9 @@ def load_local_packages(lib_deps: list[str], cwd: Path | None = None,
     if cfg is not None:
         try:
             data = tomllib.loads(cfg.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
             raise UsageError(f"{cfg}: not valid TOML ({e})") from None
+        check_config(data, str(cfg))
         table = dict(data.get("offline") or {})
         base = cfg.resolve().parent
         source = str(cfg)

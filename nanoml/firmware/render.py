@@ -64,10 +64,36 @@ def platformio_env(spec: FirmwareSpec) -> str:
 def arduino_libraries(spec: FirmwareSpec) -> list[str]:
     libs = []
     rt = spec.runtime
-    libs.append(rt.arduino_library or f"{rt.name} (from {rt.lib_deps})")
+    libs.append(rt.arduino_library or f"{rt.name} {rt.version} (git: {rt.lib_deps})")
     if spec.imu:
         libs.append(spec.imu["library"].split("/", 1)[-1])
     return libs
+
+
+def git_install_url(url: str) -> str:
+    """A lib_deps git URL ('https://host/owner/repo#ref') in the form
+    `arduino-cli lib install --git-url` documents: 'https://host/owner/repo.git#ref'."""
+    base, sep, ref = url.partition("#")
+    base = base.rstrip("/")
+    if not base.endswith(".git"):
+        base += ".git"
+    return base + sep + ref
+
+
+def arduino_install_commands(spec: FirmwareSpec) -> list[str]:
+    """The arduino-cli commands that install the sketch's libraries: by name from the
+    library manager, or --git-url (which arduino-cli refuses until
+    library.enable_unsafe_install is set) for a library that is not in it."""
+    rt = spec.runtime
+    cmds = []
+    if rt.arduino_library:
+        cmds.append(f'arduino-cli lib install "{rt.arduino_library}"')
+    else:
+        cmds.append("arduino-cli config set library.enable_unsafe_install true")
+        cmds.append(f"arduino-cli lib install --git-url {git_install_url(rt.lib_deps)}")
+    if spec.imu:
+        cmds.append(f'arduino-cli lib install "{spec.imu["library"].split("/", 1)[-1]}"')
+    return cmds
 
 
 def ini_sources(spec: FirmwareSpec, local: LocalPackages | None) -> tuple[str, list[str], list[str]]:
@@ -124,6 +150,7 @@ def context(spec: FirmwareSpec, local: LocalPackages | None = None,
         "static_memory": spec.static_memory,
         "local": local,
         "arduino_libraries": arduino_libraries(spec),
+        "arduino_install_commands": arduino_install_commands(spec),
     }
 
 
