@@ -27,13 +27,16 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(None, "--limit", min=1, help="Use the first N samples only."),
         board: str = BOARD_OPTION,
         timeout: float = typer.Option(30.0, "--timeout", min=0.5,
-                                      help="Seconds to wait for each result."),
+                                      help="Wall-clock limit for the whole command, seconds "
+                                           "(exit 1 when it passes)."),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Run inputs on the board and compare with the host reference interpreter.
 
         Exit 0 when within tolerance, 1 when not (or when the board fails)."""
         with handle_errors(json_out):
+            from ..sim.deadline import Deadline
+            deadline = Deadline(timeout)            # from the start: --timeout bounds it all
             from ..errors import InputError, UsageError
             from ..validate.run import check_args, validate
             if port and sim:
@@ -42,7 +45,8 @@ def register(app: typer.Typer) -> None:
             if not model.exists():
                 raise InputError(f"{model}: no such file", "pass the path of a .tflite model")
             res = validate(model, inputs, port=port, sim=sim, atol=atol, min_top1=min_top1,
-                           limit=limit, board_id=board, frame_timeout=timeout)
+                           limit=limit, board_id=board, frame_timeout=timeout,
+                           deadline=deadline)
             if json_out:
                 emit_json(_json(res, model), "validate/1", res.exit_code)
             else:

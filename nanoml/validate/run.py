@@ -19,10 +19,14 @@ from .result import ValidateResult, compare, default_atol, output_scales
 
 def validate_stream(link, sim_model, samples: list[list[bytes]], source: str,
                     atol: float | None = None, min_top1: float = 1.0,
-                    frame_timeout: float = 30.0, hello_timeout: float = 7.0) -> ValidateResult:
+                    frame_timeout: float = 30.0, hello_timeout: float = 7.0,
+                    deadline=None) -> ValidateResult:
     """Run `samples` through `link` (a nanoml.serial.link.BoardLink) and compare each
-    result with `sim_model` (the host reference interpreter) on the same bytes."""
-    hello = link.wait_hello(hello_timeout)
+    result with `sim_model` (the host reference interpreter) on the same bytes.
+    `deadline` (nanoml.sim.deadline.Deadline, the command's --timeout) bounds it all."""
+    from ..sim.deadline import Deadline
+    deadline = Deadline.of(deadline)
+    hello = link.wait_hello(deadline.left(hello_timeout))
     if hello.get("model") and hello["model"] != sim_model.sha256[:12]:
         raise NanomlError(f"the board runs another model (hello model={hello['model']}, "
                           f"this model is {sim_model.sha256[:12]})",
@@ -35,7 +39,11 @@ def validate_stream(link, sim_model, samples: list[list[bytes]], source: str,
     res = ValidateResult(source=source, model=sim_model.path, samples=[],
                          atol=a if atol is None else atol, min_top1=min_top1, output_scale=scale)
     for i, inputs in enumerate(samples):
-        f = link.infer(b"".join(inputs), timeout=frame_timeout)
+        try:
+            f = link.infer(b"".join(inputs), timeout=deadline.left(frame_timeout))
+        except NanomlError:
+            deadline.check(f"validating sample {i + 1} of {len(samples)}")
+            raise
         ref = sim_model.run(inputs)
         res.samples.append(compare(i, list(f.get("out") or []), f.get("q"), int(f.get("top", -1)),
                                    ref, scales))
@@ -53,31 +61,51 @@ def validate_stream(link, sim_model, samples: list[list[bytes]], source: str,
 
 def validate(model: Path, inputs: Path, port: str | None = None, sim: bool = False,
              atol: float | None = None, min_top1: float = 1.0, limit: int | None = None,
-             board_id: str | None = None, frame_timeout: float = 30.0) -> ValidateResult:
+             board_id: str | None = None, frame_timeout: float = 30.0,
+             deadline=None) -> ValidateResult:
     from ..boards import get_board
     from ..serial.link import BoardLink
+    from ..sim.deadline import Deadline
     from ..sim.model import SimModel
     board = get_board(board_id)               # an unknown id is a usage error, --sim or not
-    ref_model = SimModel(model)
-    samples = load_inputs(inputs, ref_model)
-    if limit:
-        samples = samples[:limit]
-    if sim:
-        from ..sim.board import VirtualBoard
-        # the virtual board runs its own host interpreter (a second instance)
-        vb = VirtualBoard(model, input="serial", rate_hz=0, board=board.id)
-        with vb:
+    deadline = Deadline.of(deadline)
+    ref_model = SimModel(model, deadline=deadline)   # the host interpreter, in a worker process
+    try:
+        samples = load_inputs(inputs, ref_model)
+        if limit:
+            samples = samples[:limit]
+        if sim:
+            return _validate_sim(model, ref_model, samples, board, atol, min_top1,
+                                 frame_timeout, deadline)
+        if not port:
+            from ..serial.ports import find_board_port
+            port = find_board_port(board).device
+        with BoardLink.open(port) as link:
+            return validate_stream(link, ref_model, samples, "device", atol, min_top1,
+                                   frame_timeout, deadline=deadline)
+    finally:
+        ref_model.close()
+
+
+def _validate_sim(model, ref_model, samples, board, atol, min_top1, frame_timeout, deadline):
+    from ..serial.link import BoardLink
+    from ..sim.board import VirtualBoard
+    # the virtual board runs its own host interpreter (a second worker)
+    vb = VirtualBoard(model, input="serial", rate_hz=0, board=board.id, deadline=deadline)
+    with vb:
+        try:
             with BoardLink.open(vb.port) as link:
                 res = validate_stream(link, ref_model, samples, "sim", atol, min_top1,
-                                      frame_timeout)
-        if vb.error is not None:
-            raise NanomlError(f"the virtual board failed: {vb.error}")
-        return res
-    if not port:
-        from ..serial.ports import find_board_port
-        port = find_board_port(board).device
-    with BoardLink.open(port) as link:
-        return validate_stream(link, ref_model, samples, "device", atol, min_top1, frame_timeout)
+                                      frame_timeout, deadline=deadline)
+        except NanomlError:
+            if isinstance(vb.error, NanomlError):  # the board stopped on its own error
+                raise vb.error from None
+            raise
+    if vb.error is not None:
+        if isinstance(vb.error, NanomlError):
+            raise vb.error
+        raise NanomlError(f"the virtual board failed: {vb.error}")
+    return res
 
 
 def check_args(atol: float | None, min_top1: float) -> None:
