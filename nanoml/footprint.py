@@ -1,11 +1,20 @@
-"""Firmware footprint estimate: will the model fit the board?
+"""Firmware footprint estimate: how much flash and RAM the generated firmware takes.
 
 flash = empty-sketch baseline (board profile)
       + TFLM core code (runtime profile: no-ops program minus an empty program)
       + code of exactly the model's ops (see `ops_code_bytes`)
-      + nanoml's own firmware code (protocol, input source; NANOML_GLUE_FLASH)
+      + nanoml's own firmware code (protocol, main loop)
+      + the input source's library (--input imu) and the profiling build (--profile)
       + the model flatbuffer
-ram   = empty-sketch baseline RAM + tensor arena + nanoml's buffers (NANOML_GLUE_RAM)
+ram   = empty-sketch baseline RAM + tensor arena (as `build` sizes it, margin included)
+      + objects the runtime library pulls in (Wire/Wire1)
+      + nanoml's buffers (a fixed part + the line buffer + 8 B per output value)
+      + the input source's buffers (--input mic) and the profiling build (--profile)
+
+The figures the model cannot tell (nanoml's code and buffers, the libraries, the
+input kinds, the profiling build) are data, in nanoml/data/footprint.toml, measured
+from an approximate link of the real firmware (see that file). `inspect` and `build`
+both call `estimate`, so they agree.
 
 Per-op code sizes come from a Cortex-M4 build of the runtime library (each op
 added alone to an empty resolver). Ops share helper code (quantization utils,
@@ -18,15 +27,24 @@ real TFLM code size for the whole op set. Ops with no measured size get
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
 
 from .boards import Board
 from .runtimes import Runtime
 
-NANOML_GLUE_FLASH = 6_000   # protocol encoder/parser, input source, main loop
-NANOML_GLUE_RAM = 1_024     # line buffers of the protocol
+INPUT_KINDS = ("serial", "synthetic", "imu", "mic")   # = firmware/spec.py INPUTS
 DEFAULT_SHARED_HELPER_BYTES = 3_200
 DEFAULT_UNKNOWN_OP_BYTES = 12_000
+OUTPUT_VALUE_BYTES = 8          # g_output_values (float) + g_output_raw (int32) per value
+
+
+@lru_cache(maxsize=1)
+def figures() -> dict:
+    """nanoml/data/footprint.toml."""
+    return tomllib.loads(resources.files("nanoml.data").joinpath("footprint.toml").read_text())
 
 
 @dataclass
@@ -38,11 +56,14 @@ class Footprint:
     fits_flash: bool
     fits_ram: bool
     notes: list[str] = field(default_factory=list)
+    input: str = "serial"
+    profile: bool = False
 
     def to_json(self) -> dict:
         return {"flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes,
                 "flash_parts": self.flash_parts, "ram_parts": self.ram_parts,
-                "fits": {"flash": self.fits_flash, "ram": self.fits_ram}, "notes": self.notes}
+                "fits": {"flash": self.fits_flash, "ram": self.fits_ram}, "notes": self.notes,
+                "input": self.input, "profile": self.profile}
 
 
 def ops_code_bytes(runtime: Runtime, ops: list[str]) -> tuple[int, list[str]]:
@@ -65,13 +86,44 @@ def ops_code_bytes(runtime: Runtime, ops: list[str]) -> tuple[int, list[str]]:
     return total, unknown
 
 
-def estimate(board: Board, runtime: Runtime, ops: list[str], model_bytes: int,
-             arena_bytes: int) -> Footprint:
-    code, unknown = ops_code_bytes(runtime, ops)
+def nanoml_ram_bytes(model) -> int:
+    """nanoml's buffers in the firmware for this model (fixed part + line + outputs)."""
+    from .firmware.spec import line_buffer_bytes
+    outs = model.output_tensors
+    n_out = sum(t.elements for t in outs)
+    quantized = all(t.quant is not None and t.dtype in ("int8", "uint8", "int16", "int32")
+                    for t in outs)
+    seq = [(op.custom_code or "") if op.op == "CUSTOM" else op.op for op in model.operators]
+    return (figures()["nanoml"]["ram_fixed_bytes"] + line_buffer_bytes(model, seq, n_out, quantized)
+            + OUTPUT_VALUE_BYTES * max(n_out, 1))
+
+
+def input_bytes(board: Board, input_kind: str) -> tuple[int, int, str | None]:
+    """(flash, RAM, library) the input source adds beyond nanoml's own code."""
+    f = figures()["input"]
+    if input_kind == "imu":
+        lib = (board.sensors.get("imu") or {}).get("library")
+        d = f["imu"].get(lib) or f["imu"]["default"]
+        return d["flash_bytes"], d["ram_bytes"], lib
+    d = f.get(input_kind, {})
+    return d.get("flash_bytes", 0), d.get("ram_bytes", 0), None
+
+
+def estimate(board: Board, runtime: Runtime, model, arena_bytes: int,
+             input_kind: str = "serial", profile: bool = False) -> Footprint:
+    """The footprint of the firmware `build` makes for `model` with this arena size."""
+    fig = figures()
+    code, unknown = ops_code_bytes(runtime, [o.op for o in model.operators if o.op != "CUSTOM"])
     core = runtime.no_ops_code_bytes - runtime.empty_program_bytes
+    in_flash, in_ram, _ = input_bytes(board, input_kind)
+    prof = fig["profile"] if profile else {"flash_bytes": 0, "ram_bytes": 0}
     flash_parts = {"baseline": board.baseline_flash, "tflm_core": core, "tflm_ops": code,
-                   "nanoml": NANOML_GLUE_FLASH, "model": model_bytes}
-    ram_parts = {"baseline": board.baseline_ram, "arena": arena_bytes, "nanoml": NANOML_GLUE_RAM}
+                   "nanoml": fig["nanoml"]["flash_bytes"], "input": in_flash,
+                   "profiling": prof["flash_bytes"], "model": model.size}
+    ram_parts = {"baseline": board.baseline_ram, "arena": arena_bytes,
+                 "runtime_objects": fig["runtime"].get(runtime.id, {}).get("ram_bytes", 0),
+                 "nanoml": nanoml_ram_bytes(model), "input": in_ram,
+                 "profiling": prof["ram_bytes"]}
     flash = sum(flash_parts.values())
     ram = sum(ram_parts.values())
     notes = []
@@ -79,4 +131,4 @@ def estimate(board: Board, runtime: Runtime, ops: list[str], model_bytes: int,
         notes.append("no measured code size for " + ", ".join(unknown) +
                      f"; assumed {DEFAULT_UNKNOWN_OP_BYTES:,} B each")
     return Footprint(flash, ram, flash_parts, ram_parts, flash <= board.flash_bytes,
-                     ram <= board.ram_bytes, notes)
+                     ram <= board.ram_bytes, notes, input_kind, profile)

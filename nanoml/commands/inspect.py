@@ -8,6 +8,7 @@ import typer
 
 from ._common import (BOARD_OPTION, JSON_OPTION, RUNTIME_OPTION, console, emit_json, esc,
                       handle_errors)
+from .build import INPUT_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -16,6 +17,10 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., help="A .tflite model."),
         board: str = BOARD_OPTION,
         runtime: str = RUNTIME_OPTION,
+        input_source: str = typer.Option("serial", "--input", "-i", help=INPUT_HELP +
+                                         " Counted in the footprint, as `build --input`."),
+        profile: bool = typer.Option(False, "--profile",
+                                     help="Count the profiling firmware (`build --profile`)."),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Show ops, shapes, MACs, op support and whether the model fits the board.
@@ -24,7 +29,8 @@ def register(app: typer.Typer) -> None:
         """
         with handle_errors(json_out):
             from ..model.inspect import inspect_model
-            report = inspect_model(str(model), board, runtime)
+            report = inspect_model(str(model), board, runtime, input_kind=input_source,
+                                   profile=profile)
             if json_out:
                 emit_json(to_json(report), "inspect/1", report.exit_code)
             else:

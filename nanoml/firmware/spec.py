@@ -279,9 +279,14 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
     quantized_outputs = all(t.quant is not None and t.dtype in ("int8", "uint8", "int16", "int32")
                             for t in model.output_tensors)
 
-    from ..fit import estimate
-    fp = estimate(board, runtime, [o.op for o in model.operators if o.op != "CUSTOM"],
-                  model.size, plan.size)
+    from ..model.verdict import assess   # the verdict and footprint inspect gives
+    verdict = assess(model, board, runtime, input_source, profile, arena_bytes=plan.size,
+                     check_library=False)
+    fp = verdict.footprint
+    if verdict.verdict.blocking():
+        raise UsageError(f"{model_path.name} cannot run on {runtime.name} {runtime.version}: "
+                         f"{verdict.verdict.blocking()[0].message}",
+                         hint="see `nanoml inspect MODEL`")
     if model.size + board.baseline_flash > board.flash_bytes:
         raise UsageError(
             f"{model_path.name} ({model.size:,} B) cannot fit the {board.flash_bytes:,} B of "

@@ -29,7 +29,6 @@ DEFAULT_SAMPLES = 100
 # ops a Keras graph with an unknown batch dimension turns into (Flatten -> SHAPE/...)
 DYNAMIC_SHAPE_OPS = ("SHAPE", "STRIDED_SLICE", "PACK")
 INSTALL_HINT = "install the converter extra: pip install 'nanoml[convert]'"
-_UNRUNNABLE_DTYPES = {"float16", "float64", "bfloat16", "complex64", "complex128", "string"}
 _HOST_ARENA_BYTES = 4 * 1024 * 1024
 WORKER_TIMEOUT_S = 1800
 
@@ -212,57 +211,36 @@ def _path_bytes(p: Path) -> int:
     return p.stat().st_size
 
 
-def op_table(model, runtime) -> tuple[list[dict], list[str]]:
-    """[{name, version, count, supported, reason}] in first-use order, and the unsupported."""
-    counts: dict[tuple, int] = {}
-    for op in model.operators:
-        key = (op.display_name, op.op, op.custom_code, op.version)
-        counts[key] = counts.get(key, 0) + 1
-    ops, bad = [], []
-    for (display, name, custom, version), n in counts.items():
-        ok, why = (runtime.support_custom(custom) if name == "CUSTOM"
-                   else runtime.support(name, version))
-        ops.append({"name": display, "version": version, "count": n, "supported": ok,
-                    "reason": why})
-        if not ok:
-            bad.append(f"{display} v{version}")
-    return ops, bad
-
-
 def check_converted(model, quantize: str, runtime, board=None) -> tuple[list[dict], list[str], list[dict]]:
-    """(ops, unsupported, problems) of a converted model."""
-    ops, bad = op_table(model, runtime)
-    problems = []
-    for o in ops:
-        if not o["supported"]:
-            problems.append({"level": "error", "message": o["reason"]})
+    """(ops, unsupported, problems) of a converted model: the verdict every command
+    shares (nanoml.model.verdict; fit only with a board), plus what conversion can say."""
+    from .verdict import assess, judge, op_table
+    if board is not None:
+        a = assess(model, board, runtime, check_library=False)   # convert runs TFLM itself
+        ops, bad, verdict = a.ops, a.unsupported, a.verdict
+    else:
+        table = op_table(model, runtime)
+        ops, bad = table[0], table[1]
+        verdict = judge(model, runtime, ops=table, check_library=False)
+    problems = verdict.to_json()
     present = {o.op for o in model.operators}
     dyn = [n for n in DYNAMIC_SHAPE_OPS if n in present]
     if "SHAPE" in present:
-        problems.append({"level": "warning",
+        problems.append({"level": "warning", "code": "shape_ops", "op": None, "subgraph": None,
                          "message": f"the graph computes shapes at run time ({', '.join(dyn)}): "
                                     "a dimension was left unknown"})
     for t in model.input_tensors + model.output_tensors:
         if t.shape_signature and any(d < 0 for d in t.shape_signature):
-            problems.append({"level": "warning",
+            problems.append({"level": "warning", "code": "dynamic_shape", "op": None,
+                             "subgraph": 0,
                              "message": f"tensor '{t.name}' has a dynamic shape {t.shape_signature}"})
     if quantize == "int8":
         for kind, ts in (("input", model.input_tensors), ("output", model.output_tensors)):
             for t in ts:
                 if t.dtype != "int8":
-                    problems.append({"level": "warning",
+                    problems.append({"level": "warning", "code": "io_not_int8", "op": None,
+                                     "subgraph": 0,
                                      "message": f"{kind} '{t.name}' is {t.dtype}, not int8"})
-    dts = sorted({t.dtype for sg in model.subgraphs for t in sg.tensors} & _UNRUNNABLE_DTYPES)
-    for dt in dts:
-        problems.append({"level": "error",
-                         "message": f"the model holds {dt} tensors, which TFLite Micro kernels "
-                                    "do not take; use --quantize int8 (or none) for the board"})
-    if board is not None:
-        need = model.size + runtime.no_ops_code_bytes + board.baseline_flash
-        if need > board.flash_bytes:
-            problems.append({"level": "error",
-                             "message": f"{model.size:,} B of model plus ~{runtime.no_ops_code_bytes + board.baseline_flash:,} B "
-                                        f"of firmware exceed the {board.flash_bytes:,} B flash of {board.name}"})
     return ops, bad, problems
 
 
