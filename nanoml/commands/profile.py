@@ -55,6 +55,9 @@ def register(app: typer.Typer) -> None:
             if report is not None and report.suffix.lower() not in (".md", ".html", ".htm"):
                 raise UsageError(f"--report {report}: unknown report type",
                                  "name the file .md (Markdown) or .html (HTML)")
+            if report is not None:
+                from ..atomic import check_output_file
+                check_output_file(report, "report")   # before the run, not after it
             from ..boards import get_board
             from ..runtimes import get_runtime
             b = get_board(board)
@@ -72,8 +75,8 @@ def register(app: typer.Typer) -> None:
                                           record=not no_record, flash=not no_flash,
                                           timeout=timeout)
             if report is not None:
-                from ..profile.report import render
-                report.write_text(render(result, str(report)))
+                from ..profile.report import write
+                write(result, report)
             if json_out:
                 emit_json(to_json(result, model, b), "profile/1", result.exit_code)
             else:

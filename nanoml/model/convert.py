@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import errors
+from ..atomic import check_output_file, write_atomic
 from ..errors import InputError, NanomlError, ToolError, UsageError
 from .quant import dequantize, quantize
 
@@ -392,8 +393,7 @@ def convert_model(src: str | Path, out: str | Path | None = None, quantize: str 
                          "input, or use --quantize float16/none")
     if samples < 1:
         raise UsageError(f"--samples must be at least 1 (got {samples})", None)
-    if not out.parent.exists():
-        raise UsageError(f"output directory {out.parent} does not exist", None)
+    check_output_file(out, "model")     # before TensorFlow's 20 s, not after
 
     workdir = Path(tempfile.mkdtemp(prefix="nanoml-convert-"))
     try:
@@ -421,7 +421,7 @@ def convert_model(src: str | Path, out: str | Path | None = None, quantize: str 
                 problems.append({"level": "warning" if quantize == "float16" else "error",
                                  "message": f"host TFLite Micro could not run the converted model: "
                                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"})
-        out.write_bytes(data)
+        write_atomic(out, data, "model")
         params = result.get("params")
         return ConvertReport(
             source=str(src), output=str(out), quantize=quantize, runtime_id=runtime.id,

@@ -1,6 +1,6 @@
 """`profile --report`: the profile as Markdown (text bars) or self-contained HTML
-(inline CSS bars, no scripts, no external resources). Returns strings; the CLI
-writes the file."""
+(inline CSS bars, no scripts, no external resources). `render` returns the
+text; `write` puts it in a file atomically."""
 
 from __future__ import annotations
 
@@ -104,3 +104,11 @@ def to_html(r: ProfileResult) -> str:
 def render(r: ProfileResult, path: str) -> str:
     """Report text for a file name: .html/.htm -> HTML, anything else -> Markdown."""
     return to_html(r) if path.lower().endswith((".html", ".htm")) else to_markdown(r)
+
+
+def write(r: ProfileResult, path) -> None:
+    """Write the report whole or not at all (temp file + rename; UsageError, exit 2,
+    on a full or read-only disk). `nanoml.atomic.check_output_file(path)` tells
+    before the run whether it can be written."""
+    from ..atomic import write_atomic
+    write_atomic(path, render(r, str(path)), "report")
