@@ -40,7 +40,7 @@ class ProfilingVirtualBoard(VirtualBoard):
             self.arena_min = host_arena_bisect(
                 bytes(sim_model.model.raw), sim_model.arena_size, deadline=deadline,
                 n_inputs=len(main.inputs), n_outputs=len(main.outputs),
-                hi_seconds=sim_model.start_seconds)
+                hi_seconds=sim_model.start_seconds, hint=sim_model.arena_used)
             self.arena_used = sim_model.arena_used
         except BaseException:
             sim_model.close()

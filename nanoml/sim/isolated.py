@@ -347,12 +347,14 @@ def host_arena_bisect(data: bytes, hi: int, step: int = ARENA_STEP,
                       probe_timeout: float = STEP_TIMEOUT_S, *, lo: int = 0,
                       deadline: Deadline | float | None = None,
                       n_inputs: int | None = None, n_outputs: int | None = None,
-                      hi_seconds: float | None = None) -> int | None:
+                      hi_seconds: float | None = None, hint: int | None = None) -> int | None:
     """Smallest multiple of `step` in (lo, hi] with which the host interpreter
     allocates and invokes the model (each try a `probe` in its own worker); None if
     `hi` itself fails. `hi_seconds`: how long a known-good start at `hi` took (then
     `hi` is not probed again). A probe that takes much longer than the good one
-    counts as a failure (a too-small arena can hang TFLM: LSTM models)."""
+    counts as a failure (a too-small arena can hang TFLM: LSTM models). `hint`: a
+    likely figure (the arena the interpreter reported using at `hi`): the search
+    starts there and widens by half until it brackets the answer (fewer probes)."""
     if n_inputs is None or n_outputs is None:
         from ..model.tflite import load_bytes
         main = load_bytes(data).main
@@ -371,6 +373,22 @@ def host_arena_bisect(data: bytes, hi: int, step: int = ARENA_STEP,
     probe_timeout = min(probe_timeout, max(2.0, 20 * hi_seconds))
     lo = max(0, lo) // step * step
     best = hi                 # invariant: best works, lo fails (or is 0)
+    guess = -(-hint // step) * step if hint else 0
+    if lo < guess < best:                 # bracket the answer around the hint
+        if ok(guess, probe_timeout):
+            best, g = guess, guess - step     # often the answer: nothing below works
+            while g > lo:
+                if not ok(g, probe_timeout):
+                    lo = g
+                    break
+                best, g = g, g * 2 // 3 // step * step
+        else:
+            lo, g = guess, -(-(guess * 3 // 2) // step) * step
+            while g < best:
+                if ok(g, probe_timeout):
+                    best = g
+                    break
+                lo, g = g, -(-(g * 3 // 2) // step) * step
     while best - lo > step:
         mid = (lo + best) // 2 // step * step
         if mid <= lo:
