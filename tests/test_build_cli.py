@@ -78,3 +78,41 @@ def test_text_output_names_the_arena_and_files(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "predicted" in r.stdout and "margin" in r.stdout and "(10%)" in r.stdout
     assert "files: 13 written" in r.stdout
+
+
+def _toml_build(tmp_path, toml: str, *extra):
+    from mutants import run_cli
+    (tmp_path / "nanoml.toml").write_text(toml)
+    p = make_model(tmp_path / "m.tflite")
+    return run_cli(["build", str(p), "--no-compile", "--json", "--out", str(tmp_path / "proj"),
+                    *extra], cwd=tmp_path)
+
+
+def test_misspelt_nanoml_toml_key_is_an_error_naming_the_closest_key(tmp_path):
+    (tmp_path / "vendor" / "fw").mkdir(parents=True)
+    for toml, bad, good in [('[offline]\nframwork = "vendor/fw"\n', "framwork", "framework"),
+                            ('[ofline]\ndir = "vendor"\n', "ofline", "offline"),
+                            ('[offline]\ndir = "vendor"\n[offline.packagse]\nx = "vendor"\n',
+                             "packagse", "packages")]:
+        r = _toml_build(tmp_path, toml)
+        assert r.exit_code == 2 and not r.traceback, r.stdout + r.stderr
+        err = json.loads(r.stdout)["error"]
+        assert f"'{bad}'" in err and f"'{good}'" in err, err
+        assert not (tmp_path / "proj").exists()
+    r = _toml_build(tmp_path, '[offline]\nlink = 3\n')
+    assert r.exit_code == 2 and "must be a string" in json.loads(r.stdout)["error"]
+
+
+def test_build_reports_only_the_local_packages_it_uses(tmp_path):
+    for d in ("chirale", "lsm9ds1"):
+        (tmp_path / "vendor" / d).mkdir(parents=True)
+    toml = ('[offline.libraries]\nChirale_TensorFLowLite = "vendor/chirale"\n'
+            'Arduino_LSM9DS1 = "vendor/lsm9ds1"\n')
+    r = _toml_build(tmp_path, toml)                     # --input serial: no IMU library
+    assert r.exit_code == 0, r.stdout + r.stderr
+    d = json.loads(r.stdout)
+    assert list(d["local_packages"]["libraries"]) == ["chirale_tensorflowlite"]
+    assert any("Arduino_LSM9DS1" in w and "not used" in w for w in d["spec"]["warnings"])
+    assert "lsm9ds1" not in (tmp_path / "proj" / "platformio.ini").read_text()
+    r = _toml_build(tmp_path, '[offline.libraries]\nChirale_TensorFLowLit = "vendor/chirale"\n')
+    assert r.exit_code == 2 and "'Chirale_TensorFLowLite'" in json.loads(r.stdout)["error"]

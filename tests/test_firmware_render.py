@@ -354,3 +354,67 @@ def test_no_arena_bisection_for_lstm_models(tmp_path):
     body = _src(res, "nanoml_ops.cpp").split("arena_probe_safe()")[1]
     assert "return false;" in body and "UNIDIRECTIONAL_SEQUENCE_LSTM" in body
     assert any("not bisected" in w for w in res.spec.warnings)
+
+
+def test_arduino_header_git_library_install_is_a_valid_command(tmp_path):
+    """A library that is not in the library manager is installed with the documented
+    `arduino-cli lib install --git-url URL#REF`, after enabling unsafe installs."""
+    rt = get_runtime("arduino_tflite_2023")
+    p = make_model(tmp_path / "m.tflite", (1, 10, 3), 3)
+    res = _gen(tmp_path, p, "wand", fmt="arduino", runtime=rt.id, input="imu")
+    ino = (res.project_dir / "wand.ino").read_text()
+    cmds = [ln[len("//   "):] for ln in ino.splitlines() if ln.startswith("//   arduino-cli ")]
+    url, ref = rt.lib_deps.split("#")
+    assert cmds == ["arduino-cli core install arduino:mbed_nano",
+                    "arduino-cli config set library.enable_unsafe_install true",
+                    f"arduino-cli lib install --git-url {url}.git#{ref}",
+                    'arduino-cli lib install "Arduino_LSM9DS1@1.1.1"',
+                    "arduino-cli compile -b arduino:mbed_nano:nano33ble wand"]
+    assert "(from " not in ino and len(ref) == 40
+
+
+@pytest.mark.parametrize("min_bytes", ["NaN", "-5", '"4096"', "1e40", str(10 ** 40), "true",
+                                       "1.5", "null", "[]"])
+def test_tampered_arena_record_is_ignored_with_a_warning(tmp_path, min_bytes):
+    """.nanoml/arena.json comes with the folder: a figure that is no byte count is
+    never rendered; the build says it ignored it and uses the prediction."""
+    p = make_model(tmp_path / "m.tflite", (1, 16, 6), 5)
+    out = tmp_path / "proj"
+    (out / ".nanoml").mkdir(parents=True)
+    (out / ".nanoml" / "arena.json").write_text(
+        f'{{"model_sha256": "{load(p).sha256}", "runtime": "chirale_2.0.0", '
+        f'"board": "nano33ble_sense", "min_bytes": {min_bytes}, "source": "device"}}')
+    res = generate(BuildOptions(model=p, out=out))
+    a = res.spec.arena
+    assert a.measured is None and a.size == round_up(a.predicted + 1024)
+    assert int(ARENA_RE.search(_src(res, "nanoml_buffers.cpp")).group(1)) == a.size
+    assert any("ignored" in w and "arena.json" in w for w in res.spec.warnings)
+
+
+@pytest.mark.parametrize("source", ["--arena", "--arena-margin", "arena.json", "predicted"])
+def test_arena_that_does_not_fit_the_board_is_refused(tmp_path, source):
+    p = make_model(tmp_path / "m.tflite", (1, 16, 6), 5)
+    out = tmp_path / "proj"
+    kw = {}
+    if source == "--arena":
+        kw["arena"] = "300K"
+    elif source == "--arena-margin":
+        kw["arena_margin"] = "250K"
+    elif source == "arena.json":
+        from nanoml.profile.record import record_arena
+        record_arena(out, load(p).sha256, "chirale_2.0.0", "nano33ble_sense", 250_000, None,
+                     "device")
+    else:   # an activation of 240,000 int8 values: the arena alone exceeds the RAM
+        p = make_model(tmp_path / "big.tflite", (1, 240_000), 1, softmax=False, reshape=False)
+    with pytest.raises(UsageError, match="does not fit the 262,144 B of RAM") as e:
+        generate(BuildOptions(model=p, out=out, **kw))
+    assert e.value.hint
+    assert not (out / "src").exists()
+
+
+@pytest.mark.parametrize("arena", ["6" + "0" * 37, str(2 ** 32), "4294967296K"])
+def test_absurd_arena_is_refused(tmp_path, arena):
+    p = make_model(tmp_path / "m.tflite")
+    with pytest.raises(UsageError, match="not a plausible arena size|does not fit"):
+        generate(BuildOptions(model=p, out=tmp_path / "proj", arena=arena))
+    assert not (tmp_path / "proj").exists()

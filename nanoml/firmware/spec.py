@@ -8,6 +8,7 @@ and the board, the footprint against the board) and returns a FirmwareSpec that
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from ..boards import Board, get_board
 from ..errors import UsageError
 from ..model.tflite import Model, load
 from ..runtimes import Runtime, get_runtime
-from .arena import ArenaPlan, plan_arena
+from .arena import ArenaPlan, plan_arena, sane_size
 
 INPUTS = ("serial", "synthetic", "imu", "mic")
 FORMATS = ("platformio", "arduino")
@@ -227,13 +228,51 @@ def _check_input(model: Model, board: Board, source: str, rate: int | None) -> t
     return rate, imu, mic, warnings
 
 
-def _recorded_arena(project_dir: Path, sha256: str, runtime_id: str) -> int | None:
-    try:
-        from ..profile.record import read_recorded_arena
-    except ImportError:
+def _recorded_arena(project_dir: Path, sha256: str, runtime_id: str,
+                    warnings: list[str]) -> int | None:
+    """The arena measured on the board for this model and runtime, if `nanoml profile`
+    recorded one in the project; a record that is not a sane byte count is ignored
+    (with a warning), never rendered."""
+    from ..profile.record import ARENA_FILE, read_recorded_arena
+    path = Path(project_dir) / ARENA_FILE
+    if not path.is_file():          # absent, or a FIFO / device: never opened
         return None
     d = read_recorded_arena(Path(project_dir), sha256, runtime_id)
-    return int(d["min_bytes"]) if d else None
+    n = sane_size(d.get("min_bytes")) if d else None
+    if d and n is not None:
+        return n
+    why = None
+    try:
+        raw = json.loads(path.read_text()) if path.stat().st_size < 65536 else None
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        raw = None
+    if not isinstance(raw, dict):
+        why = "it is not a JSON record"
+    elif (raw.get("model_sha256"), raw.get("runtime")) == (sha256, runtime_id) and \
+            sane_size(raw.get("min_bytes")) is None:
+        why = f"its min_bytes ({str(raw.get('min_bytes'))[:40]}) is not a plausible arena size"
+    if why:
+        warnings.append(f"ignored {path}: {why}; the arena comes from the prediction")
+    return None
+
+
+def _check_arena_fits(plan: ArenaPlan, board: Board, project_dir: Path | None) -> None:
+    """Refuse an arena the board's RAM cannot hold next to an empty sketch."""
+    room = board.ram_bytes - board.baseline_ram
+    if plan.size <= room:
+        return
+    if plan.forced:
+        source, hint = "--arena", "give a smaller --arena"
+    elif plan.measured is not None:
+        source = f"the minimum measured on the board (recorded in {project_dir}/.nanoml/arena.json)"
+        hint = "delete that file if it is wrong, or give the arena with --arena N"
+    else:
+        source = "the predicted minimum + margin"
+        hint = ("use a smaller model (smaller activations, int8), a smaller --arena-margin, "
+                "or check the prediction with `nanoml inspect MODEL`")
+    raise UsageError(f"arena of {plan.size:,} B ({source}) does not fit the {board.ram_bytes:,} B "
+                     f"of RAM of the {board.name} (an empty sketch already takes "
+                     f"{board.baseline_ram:,} B, leaving {room:,} B)", hint=hint)
 
 
 def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: str | None = None,
@@ -264,8 +303,9 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
                         f"{runtime.lib_deps}")
     measured = None
     if arena is None and static_memory and project_dir is not None:
-        measured = _recorded_arena(project_dir, model.sha256, runtime.id)
+        measured = _recorded_arena(project_dir, model.sha256, runtime.id, warnings)
     plan = plan_arena(model, runtime.id, static_memory, arena, arena_margin, measured)
+    _check_arena_fits(plan, board, project_dir)
     if measured is not None:
         warnings.append(f"arena from the minimum measured on the board ({measured:,} B, "
                         f"{project_dir}/.nanoml/arena.json) instead of the prediction"
