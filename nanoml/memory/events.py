@@ -20,16 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model.flatbuf import Buf
-from ..model.tflite import Model
+from ..model.tflite import DTYPE_BYTES, Model
 from . import kernels
 from .allocator import Ev
 from .planner import Buffer, plan
 
-TYPE_BYTES = {"float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "string": 0,
-              "bool": 1, "int16": 2, "complex64": 8, "int8": 1, "float64": 8,
-              "complex128": 16, "uint64": 8, "uint32": 4, "uint16": 2, "int4": 1,
-              "bfloat16": 2}
+TYPE_BYTES = DTYPE_BYTES      # TFLM's element sizes (int4: one byte per element in the arena)
 
 
 @dataclass
@@ -52,40 +48,16 @@ class GraphFacts:
 
 
 def _quant_channels(model: Model) -> list[list[int]]:
-    """Channels of each tensor's quantization as TFLM copies it: only when the
-    file has both a non-empty scale and a non-empty zero_point vector."""
-    buf = Buf(model.raw)
-    out = []
-    for sg in buf.root().tables(2):
-        row = []
-        for t in sg.tables(0):
-            q = t.table(4)
-            n = 0
-            if q is not None:
-                ns = q.vector_info(2)[1]
-                nz = q.vector_info(3)[1]
-                if ns > 0 and nz > 0:
-                    n = ns
-            row.append(n)
-        out.append(row)
-    return out
+    """Channels of each tensor's quantization as TFLM copies it (the reader's
+    Quantization exists only when the file has both a scale and a zero_point)."""
+    return [[t.quant.channels if t.quant else 0 for t in sg.tensors] for sg in model.subgraphs]
 
 
 def offline_offsets(model: Model) -> list[int] | None:
-    """Tensor offsets from an "OfflineMemoryAllocation" metadata entry (planned
-    ahead of time; the library honours them, -1 = plan online), else None."""
-    root = Buf(model.raw).root()
-    for m in root.tables(6):
-        if m.string(0) == "OfflineMemoryAllocation":
-            bufs = root.tables(4)
-            b = m.scalar(1, "I", 0)
-            if b >= len(bufs):
-                return None
-            raw = bytes(bufs[b].bytes_view(0))
-            words = [int.from_bytes(raw[i:i + 4], "little", signed=True)
-                     for i in range(0, len(raw) - len(raw) % 4, 4)]
-            return words[3:3 + words[2]] if len(words) >= 3 else None
-    return None
+    """Tensor offsets from the "OfflineMemoryAllocation" metadata (planned ahead
+    of time; the library honours them, -1 = plan online; checked by the reader),
+    else None."""
+    return model.offline_plan
 
 
 def has_offline_plan(model: Model) -> bool:

@@ -9,6 +9,7 @@ reader turns into a one-line "not a valid .tflite" message).
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 
 
 class FlatbufferError(ValueError):
@@ -19,6 +20,11 @@ _U8 = struct.Struct("<B")
 _U16 = struct.Struct("<H")
 _I32 = struct.Struct("<i")
 _U32 = struct.Struct("<I")
+
+
+@lru_cache(maxsize=None)
+def _struct(fmt: str) -> struct.Struct:
+    return struct.Struct("<" + fmt)
 
 
 class Buf:
@@ -51,14 +57,12 @@ class Table:
     def __init__(self, buf: Buf, pos: int):
         self.buf = buf
         self.pos = pos
-        soff = buf.unpack(_I32, pos)
-        vt = pos - soff
-        vtlen = buf.unpack(_U16, vt)
-        if vtlen < 4 or vtlen % 2:
-            raise FlatbufferError(f"bad vtable at {vt}")
-        buf.check(vt, vtlen)
+        vt = pos - buf.unpack(_I32, pos)
+        # As FlatBuffers' C++ reader (and so TFLM) reads a vtable: a field is
+        # present when its entry lies below the vtable's size and is non-zero;
+        # only the entries actually read must lie inside the file.
         self._vt = vt
-        self._vtlen = vtlen
+        self._vtlen = buf.unpack(_U16, vt)
 
     def _field(self, index: int) -> int:
         """Absolute position of field `index`, or 0 if absent."""
@@ -75,7 +79,7 @@ class Table:
         p = self._field(index)
         if not p:
             return default
-        return self.buf.unpack(struct.Struct("<" + fmt), p)
+        return self.buf.unpack(_struct(fmt), p)
 
     def _ref(self, index: int) -> int:
         p = self._field(index)
@@ -107,9 +111,9 @@ class Table:
         start, n = self.vector_info(index)
         if not n:
             return []
-        st = struct.Struct(f"<{n}{fmt}")
-        self.buf.check(start, st.size)
-        return list(st.unpack_from(self.buf.data, start))
+        size = _struct(fmt).size * n
+        self.buf.check(start, size)
+        return list(struct.unpack_from(f"<{n}{fmt}", self.buf.data, start))
 
     def bytes_view(self, index: int) -> memoryview:
         start, n = self.vector_info(index)
