@@ -57,7 +57,8 @@ def test_build_errors_are_one_line_with_exit_codes(tmp_path):
     r = _nanoml("build", tmp_path / "missing.tflite", "--no-compile", "--json", cwd=tmp_path)
     assert r.returncode == 2 and "no such file" in json.loads(r.stdout)["error"]
     r = _nanoml("build", p, "--no-compile", "--format", "zip", cwd=tmp_path)
-    assert r.returncode == 2 and "unknown format" in r.stderr
+    assert r.returncode == 2 and "'zip' is not one of 'platformio', 'arduino'" in r.stderr
+    assert r.stderr.startswith("error: ") and len(r.stderr.splitlines()) == 2
     r = _nanoml("build", p, "--no-compile", "--arena-margin", "lots", cwd=tmp_path)
     assert r.returncode == 2 and "arena margin" in r.stderr
 

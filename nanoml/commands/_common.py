@@ -103,7 +103,7 @@ def _bytes(ctx, param, value):
     from ..errors import UsageError
     from ..firmware.arena import parse_size
     try:
-        return parse_size(str(value).strip() if str(value).strip() else "?", param.name)
+        return parse_size(str(value), param.name)
     except UsageError as e:
         raise typer.BadParameter(f"{e.message}; {e.hint}" if e.hint else e.message) from None
 
@@ -119,6 +119,13 @@ BOARD_OPTION = typer.Option(None, "--board", "-b", callback=_non_empty,
                             help="Board id (see `nanoml boards`; default nano33ble_sense).")
 RUNTIME_OPTION = typer.Option(None, "--runtime", "-r", callback=_non_empty,
                               help="TFLM Arduino library profile (default chirale_2.0.0).")
+
+
+def board_option(help: str) -> typer.Option:
+    """--board/-b with a command's own wording (BOARD_OPTION otherwise)."""
+    return typer.Option(None, "--board", "-b", callback=_non_empty, help=help)
+
+
 SIM_OPTION = typer.Option(False, "--sim",
                           help="Use the virtual board (`nanoml sim`) instead of a real one.")
 
@@ -194,9 +201,11 @@ def esc(text) -> str:
 
 # ---------------------------------------------------------------- JSON
 
-def emit_json(obj, schema: str | None = None, exit_code: int | None = None) -> None:
+def emit_json(obj, schema: str | None = None, exit_code: int | None = None,
+              final: bool = True) -> None:
     """One JSON document on stdout, with the envelope every document carries:
-    `nanoml_version`, `schema` ("<command>/<version>"), `exit_code` and `ok`.
+    `nanoml_version`, `schema` ("<command>/<version>"), `exit_code` and `ok`
+    (both null in the first line of a stream, `final=False`: not known yet).
     Non-finite floats become null (never a bare NaN/Infinity token)."""
     doc = _plain(obj)
     if schema is not None:
@@ -204,6 +213,7 @@ def emit_json(obj, schema: str | None = None, exit_code: int | None = None) -> N
         if not isinstance(doc, dict):
             doc = {"data": doc}
         code = exit_code if exit_code is not None else doc.get("exit_code", 0)
+        code = code if final else None
         head = {"nanoml_version": __version__, "schema": schema, "exit_code": code,
                 "ok": code == 0 if isinstance(code, int) else None}
         doc = {**head, **{k: v for k, v in doc.items() if k not in head}}
@@ -357,6 +367,18 @@ def handle_errors(json_out: bool = False):
         internal_error(e, json_out)
 
 
+def _usage_error(e, argv: list[str]) -> int:
+    """A bad option or argument, in the same one-line form as every other error
+    (`error: ...` / `hint: ...`; one JSON document with --json), exit 2."""
+    ctx = getattr(e, "ctx", None)
+    hint = f"see `{ctx.command_path} --help`" if ctx is not None else "see `nanoml --help`"
+    try:
+        fail(e.format_message(), hint, e.exit_code, "--json" in argv)
+    except typer.Exit as x:
+        return x.exit_code
+    return e.exit_code
+
+
 def run(app, args: list[str] | None = None) -> int:
     """The process boundary: run the typer app, return the exit code. A closed
     stdout ends quietly with 0; Ctrl-C is 130 with one line; --help and usage
@@ -369,9 +391,11 @@ def run(app, args: list[str] | None = None) -> int:
             rc = cmd.main(args=args, prog_name="nanoml", standalone_mode=False)
         except typer.Abort:
             rc = 130
-        except _click.ClickException as e:
+        except _click.exceptions.NoArgsIsHelpError as e:
             e.show()
             rc = e.exit_code
+        except _click.ClickException as e:
+            rc = _usage_error(e, sys.argv[1:] if args is None else args)
         except KeyboardInterrupt:
             rc = 130
         except SystemExit as e:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from ._common import BOARD_OPTION, JSON_OPTION, RUNTIME_OPTION, console, emit_json, handle_errors
+from ._common import (BOARD_OPTION, JSON_OPTION, POSITIVE, RUNTIME_OPTION, InputSource,
+                      ProjectFormat, arena_option, console, emit_json, esc, handle_errors,
+                      model_ref, timeout_option, value_of)
 
 
 def escape(text: str) -> str:
@@ -23,22 +25,21 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., help="The .tflite model."),
         board: str = BOARD_OPTION,
         runtime: str = RUNTIME_OPTION,
-        input_source: str = typer.Option("serial", "--input", "-i", help=INPUT_HELP),
+        input_source: InputSource = typer.Option("serial", "--input", "-i", help=INPUT_HELP),
         out: Path = typer.Option(None, "--out", "-o",
                                  help="Project folder (default ./<model>-firmware, or "
                                       "./<model> for --format arduino). Updated in place."),
         no_compile: bool = typer.Option(False, "--no-compile",
                                         help="Write the project, do not run PlatformIO."),
-        arena: str = typer.Option(None, "--arena",
-                                  help="Force the tensor arena size (bytes, e.g. 20000 or 20K)."),
+        arena: str = arena_option("Force the tensor arena size (bytes, e.g. 20000 or 20K)."),
         arena_margin: str = typer.Option(None, "--arena-margin",
                                          help="Added to the predicted arena: bytes (1024, 2K) or "
                                               "a percentage (10%). Default 1KiB."),
-        fmt: str = typer.Option("platformio", "--format", "-f",
+        fmt: ProjectFormat = typer.Option("platformio", "--format", "-f",
                                 help="platformio (project folder) or arduino (sketch folder)."),
-        rate: int = typer.Option(None, "--rate",
-                                 help="Sample rate in Hz for --input imu (default 100) or mic "
-                                      "(16000)."),
+        rate: int = typer.Option(None, "--rate", callback=POSITIVE,
+                                 help="Input rate in Hz: samples per second of --input imu "
+                                      "(default 100) or mic (16000)."),
         interval_ms: int = typer.Option(0, "--interval-ms",
                                         help="--input synthetic: pause between inferences."),
         profile: bool = typer.Option(False, "--profile",
@@ -53,7 +54,7 @@ def register(app: typer.Typer) -> None:
         packages_dir: Path = typer.Option(None, "--packages-dir",
                                           help="Folder of local PlatformIO packages/libraries "
                                                "for an offline build (docs/build.md)."),
-        timeout: float = typer.Option(1800, "--timeout", help="PlatformIO timeout, seconds."),
+        timeout: float = timeout_option(1800, "the PlatformIO build"),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Show PlatformIO's output."),
         json_out: bool = JSON_OPTION,
     ) -> None:
@@ -64,14 +65,15 @@ def register(app: typer.Typer) -> None:
         with handle_errors(json_out):
             from ..firmware.build import BuildOptions, build, compile_project, generate
             from ..firmware.render import platformio_env
-            opts = BuildOptions(model=model, board=board, runtime=runtime, input=input_source,
-                                out=out, fmt=fmt, arena=arena, arena_margin=arena_margin,
+            opts = BuildOptions(model=model, board=board, runtime=runtime,
+                                input=value_of(input_source), out=out, fmt=value_of(fmt),
+                                arena=arena, arena_margin=arena_margin,
                                 rate_hz=rate, interval_ms=interval_ms, profile=profile,
                                 compile=not no_compile, force=force, config=config,
                                 packages_dir=packages_dir, verbose=verbose, timeout=timeout)
             if json_out:
                 result = build(opts)
-                emit_json(result.to_json())
+                emit_json(to_json(result), "build/1", result.exit_code)
                 raise typer.Exit(result.exit_code)
             c = console()
             result = generate(opts)
@@ -84,9 +86,28 @@ def register(app: typer.Typer) -> None:
                                                     platformio_env(result.spec)))
                 render_compiled(c, result)
             elif opts.compile:
-                c.print(f"compile it with: arduino-cli compile -b {result.spec.board.fqbn} "
-                        f"{result.project_dir}")
+                c.print(f"compile it with: arduino-cli compile -b {esc(result.spec.board.fqbn)} "
+                        f"{esc(result.project_dir)}", soft_wrap=True)
             raise typer.Exit(result.exit_code)
+
+
+def to_json(result) -> dict:
+    """build's document, with the shapes every command shares: `model` {path, bytes,
+    sha256}, `limits` {flash_bytes, ram_bytes} (the board's; what the build used is
+    `usage`), `spec.footprint` {flash_bytes, ram_bytes, flash: {part: B}, ram: {...}, fits}."""
+    d = result.to_json()
+    spec = d.get("spec") or {}
+    m = spec.get("model") or {}
+    d["model"] = {"path": m.get("path"), "bytes": m.get("bytes"), "sha256": m.get("sha256")} \
+        if m else model_ref(result.spec.model_path)
+    fp = spec.get("footprint")
+    if isinstance(fp, dict) and "flash_parts" in fp:
+        fp["flash"] = fp.pop("flash_parts")
+        fp["ram"] = fp.pop("ram_parts", {})
+    board = result.spec.board
+    d["usage"] = d.get("limits") or {}
+    d["limits"] = {"flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes}
+    return d
 
 
 def run_with_progress(c, what: str, verbose: bool, fn):
@@ -100,7 +121,7 @@ def run_with_progress(c, what: str, verbose: bool, fn):
         def on_line(line: str) -> None:
             s = step_of(line)
             if s:
-                status.update(f"{what}: {s}", )
+                status.update(esc(f"{what}: {s}"))
         return fn(on_line)
 
 
@@ -112,22 +133,23 @@ def render_generated(c, result) -> None:
     c.print(f"[bold]{escape(str(result.project_dir))}[/]  ({s.fmt}) {escape(s.model_path.name)} -> "
             f"{escape(s.board.name)}, {s.runtime.name} {s.runtime.version}, input {s.input}"
             + (", profiling" if s.profile else ""), soft_wrap=True)
-    c.print(f"ops ({len(s.ops)}): " + ", ".join(o.name for o in s.ops), soft_wrap=True)
+    c.print(f"ops ({len(s.ops)}): " + escape(", ".join(o.name for o in s.ops)), soft_wrap=True)
     if a.forced:
         c.print(f"arena {a.size:,} B (forced; predicted minimum "
                 f"{a.predicted if a.predicted is not None else 'n/a'})")
     elif a.measured is not None:
         c.print(f"arena {a.size:,} B = measured on the board {a.measured:,} B + margin "
-                f"{a.margin:,} B ({a.margin_spec})")
+                f"{a.margin:,} B ({escape(str(a.margin_spec))})")
     else:
         c.print(f"arena {a.size:,} B = predicted {a.predicted:,} B + margin {a.margin:,} B "
-                f"({a.margin_spec})" + ("" if a.static_memory else ", no TF_LITE_STATIC_MEMORY"))
+                f"({escape(str(a.margin_spec))})" + ("" if a.static_memory else ", no TF_LITE_STATIC_MEMORY"))
     if result.local:
         c.print(f"local packages from {escape(result.local.source)}", soft_wrap=True)
     changed = f.written + f.removed
     c.print(f"files: {len(f.written)} written, {len(f.unchanged)} unchanged"
             + (f", {len(f.removed)} removed" if f.removed else "")
-            + (f"  ({', '.join(changed)})" if changed and len(changed) <= 6 else ""), soft_wrap=True)
+            + (f"  ({escape(', '.join(changed))})" if changed and len(changed) <= 6 else ""),
+            soft_wrap=True)
     for w in s.warnings + result.notes:
         c.print(f"[yellow]note:[/] {escape(w)}", soft_wrap=True)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from ._common import BOARD_OPTION, JSON_OPTION, emit_json, handle_errors, port_option
+from ._common import (BOARD_OPTION, JSON_OPTION, POSITIVE, count_option, emit_json, handle_errors,
+                      latency_ms, port_option)
 
 RAW_LINES = 8          # raw lines kept under the live view
 MAX_BARS = 16          # outputs drawn as bars
@@ -20,12 +21,14 @@ def register(app: typer.Typer) -> None:
         baud: int = typer.Option(115200, "--baud", help="Baud rate (USB CDC ignores it)."),
         json_out: bool = JSON_OPTION,
         log: Path = typer.Option(None, "--log", help="Append every record to FILE.jsonl or FILE.csv."),
-        count: int = typer.Option(None, "--count", help="Exit 0 after N results."),
-        duration: float = typer.Option(None, "--duration", help="Exit 0 after S seconds."),
+        count: int = count_option(None, "Exit 0 after N results."),
+        duration: float = typer.Option(None, "--duration", callback=POSITIVE,
+                                       help="Exit 0 after S seconds."),
         raw: bool = typer.Option(False, "--raw", help="Print every received line as it is."),
         labels: str = typer.Option(None, "--labels", help="Output labels, comma-separated (a,b,c)."),
         sim: Path = typer.Option(None, "--sim", help="Start a virtual board running MODEL and attach to it."),
-        sim_rate: float = typer.Option(10.0, "--sim-rate", help="Inferences/s of the --sim board."),
+        sim_rate: float = typer.Option(10.0, "--sim-rate", callback=POSITIVE,
+                                       help="Inferences/s of the --sim board (its --rate)."),
         board: str = BOARD_OPTION,
     ) -> None:
         """Show live inference rate, latency and outputs from the board; log them."""
@@ -95,11 +98,19 @@ def register(app: typer.Typer) -> None:
             if logger:
                 summary["log"] = str(log)
             if json_out and not stdout_gone:
-                emit_json(summary)
+                emit_json(summary_json(summary), "monitor/1", 2 if log_error is not None else 0)
             elif not json_out:
                 _print_summary(summary)
             if log_error is not None:
                 raise log_error
+
+
+def summary_json(s: dict) -> dict:
+    """The summary line with the latency also in the shape every command uses."""
+    lat = s.get("latency_us") or {}
+    return {**s, "latency": latency_ms(None, min=lat.get("min"), p50=lat.get("p50"),
+                                       p95=lat.get("p95"), max=lat.get("max"),
+                                       runs=lat.get("window"), scale=1e-3)}
 
 
 # ---------------------------------------------------------------- views

@@ -6,28 +6,31 @@ from pathlib import Path
 
 import typer
 
-from ._common import JSON_OPTION, console, emit_json, handle_errors, timeout_option
+from ._common import (BOARD_OPTION, JSON_OPTION, POSITIVE, RUNTIME_OPTION, SimInput, arena_option,
+                      console, count_option, emit_json, handle_errors, model_ref, rate_option,
+                      timeout_option, value_of)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("sim")
     def sim_cmd(
         model: Path = typer.Argument(..., help="The .tflite model to run."),
-        input: str = typer.Option("synthetic", "--input",
+        input: SimInput = typer.Option("synthetic", "--input", "-i",
                                   help="synthetic: the firmware's test pattern at --rate; "
                                        "serial: run on input frames the host sends."),
-        rate: float = typer.Option(10.0, "--rate", help="Synthetic inferences per second "
-                                                        "(0 = as fast as possible)."),
-        board: str = typer.Option(None, "--board", help="Board id announced in hello."),
-        runtime: str = typer.Option(None, "--runtime", help="Runtime id announced in hello."),
+        rate: float = rate_option(10.0, "Synthetic input windows (inferences) per second "
+                                        "(0 = as fast as possible)."),
+        board: str = BOARD_OPTION,
+        runtime: str = RUNTIME_OPTION,
         link: Path = typer.Option(None, "--link",
                                   help="Stable symlink to the port, kept across sim restarts "
                                        "(default: <tmp>/nanoml-<uid>/nanoml-sim)."),
         no_link: bool = typer.Option(False, "--no-link", help="Create no symlink."),
-        count: int = typer.Option(None, "--count", help="Stop after N results."),
-        duration: float = typer.Option(None, "--duration", help="Stop after S seconds."),
-        arena: int = typer.Option(None, "--arena", help="Arena bytes for the host interpreter "
-                                                        "(default: 10x the model, >= 64 KiB)."),
+        count: int = count_option(None, "Stop after N results."),
+        duration: float = typer.Option(None, "--duration", callback=POSITIVE,
+                                       help="Stop after S seconds."),
+        arena: str = arena_option("Arena for the host interpreter, bytes (20000, 20K; "
+                                  "default: 10x the model, >= 64 KiB)."),
         timeout: float = timeout_option(None, "start-up and serving; exit 1 when it passes "
                                               "before --count/--duration end the run"),
         exit_with_parent: bool = typer.Option(False, "--exit-with-parent", hidden=True,
@@ -54,7 +57,7 @@ def register(app: typer.Typer) -> None:
 
             b = get_board(board)
             rt = get_runtime(runtime).id if (runtime or all_runtimes()) else "tflm-host"
-            vb = VirtualBoard(model, input=input, rate_hz=rate, board=b.id, runtime=rt,
+            vb = VirtualBoard(model, input=value_of(input), rate_hz=rate, board=b.id, runtime=rt,
                               link=None if no_link else (link or default_link_path()),
                               count=count, arena_size=arena, deadline=deadline)
             stop = threading.Event()
@@ -63,9 +66,11 @@ def register(app: typer.Typer) -> None:
             vb.start()
             try:
                 if json_out:
-                    emit_json({"port": vb.port, "link": vb.link, "input": vb.input,
-                               "rate_hz": vb.rate_hz, "board": vb.board, "runtime": vb.runtime,
-                               "sim": True, "model": vb.model.to_json()})
+                    emit_json({"type": "start", "port": vb.port, "link": vb.link,
+                               "input": vb.input, "rate_hz": vb.rate_hz, "board": vb.board,
+                               "runtime": vb.runtime, "sim": True,
+                               "model": {**vb.model.to_json(), **model_ref(model)}},
+                              "sim/1", final=False)
                 else:
                     _print_banner(vb)
                 end = time.monotonic() + duration if duration else None
@@ -86,7 +91,7 @@ def register(app: typer.Typer) -> None:
             if vb.error is not None:
                 raise vb.error
             if json_out:
-                emit_json({"type": "summary", **vb.stats.to_json()})
+                emit_json({"type": "summary", **vb.stats.to_json()}, "sim/1", 0)
             else:
                 s = vb.stats
                 console(stderr=True).print(

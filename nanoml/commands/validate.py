@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from ._common import (BOARD_OPTION, JSON_OPTION, console, emit_json, esc, handle_errors,
-                      latency_ms, model_ref)
+from ._common import (BOARD_OPTION, FINITE, JSON_OPTION, SIM_OPTION, console, emit_json, esc,
+                      handle_errors, latency_ms, limit_option, model_ref, port_option,
+                      timeout_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -17,18 +18,16 @@ def register(app: typer.Typer) -> None:
         inputs: Path = typer.Option(..., "--inputs",
                                     help="Inputs: .npy (N, *input_shape), or .npz (one array "
                                          "per input). Float data is quantized for int8 inputs."),
-        port: str = typer.Option(None, "--port", help="Serial port of the board."),
-        sim: bool = typer.Option(False, "--sim", help="Validate on the virtual board."),
-        atol: float = typer.Option(None, "--atol",
+        port: str = port_option(),
+        sim: bool = SIM_OPTION,
+        atol: float = typer.Option(None, "--atol", callback=FINITE,
                                    help="Largest allowed absolute output difference "
                                         "(default: one output quantization step; 1e-4 for float)."),
-        min_top1: float = typer.Option(0.99, "--min-top1",
+        min_top1: float = typer.Option(0.99, "--min-top1", callback=FINITE,
                                        help="Smallest allowed top-1 agreement (0..1)."),
-        limit: int = typer.Option(None, "--limit", min=1, help="Use the first N samples only."),
+        limit: int = limit_option(None, "Use the first N samples only."),
         board: str = BOARD_OPTION,
-        timeout: float = typer.Option(30.0, "--timeout", min=0.5,
-                                      help="Wall-clock limit for the whole command, seconds "
-                                           "(exit 1 when it passes)."),
+        timeout: float = timeout_option(30.0, "exit 1 when it passes"),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Run inputs on the board and compare with the host reference interpreter.
