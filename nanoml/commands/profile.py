@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Time every operator and find the smallest working arena."""
         with handle_errors(json_out):
+            from ..sim.deadline import Deadline
+            deadline = Deadline(timeout)            # --timeout counts from here
             from ..errors import UsageError
             runs = either(count, runs, 20)
             if runs > 10000:
@@ -73,7 +75,7 @@ def register(app: typer.Typer) -> None:
                 result = profile_on_board(model, board=b, runtime=rt, runs=runs,
                                           port=port, sim=sim, project=project,
                                           record=not no_record, flash=not no_flash,
-                                          timeout=timeout)
+                                          timeout=deadline)
             if report is not None:
                 from ..profile.report import write
                 write(result, report)
