@@ -37,6 +37,7 @@ MAX_ARENA_BYTES = 256 << 20
 
 ALLOCATING = "allocating this model's tensors"
 INVOKING = "running the model (invoke)"
+CHECK_INVOKING = "running the model once on zero inputs (invoke)"
 
 
 class HostInterpreterError(InputError):
@@ -126,17 +127,19 @@ def _worker(conn, err_fd: int, data: bytes, arena_size: int, n_inputs: int, n_ou
         return ("refused", f"{why}; {tflm}" if tflm and tflm not in why else why)
 
     t0 = time.monotonic()
+    ip = None
     try:
         ip = runtime.Interpreter.from_bytes(data, arena_size=arena_size)
         ins = [ip.get_input_details(i) for i in range(n_inputs)]
         outs = [ip.get_output_details(i) for i in range(n_outputs)]
+        conn.send(("progress", CHECK_INVOKING))        # the parent names the right step
         for i, d in enumerate(ins):
             ip.set_input(np.zeros(tuple(int(x) for x in d["shape"]), dtype=d["dtype"]), i)
         ip.invoke()
         ip.reset()
         conn.send(("ok", ins, outs, time.monotonic() - t0))
     except BaseException as e:  # noqa: BLE001 - reported to the parent
-        conn.send(failure(e) + (ALLOCATING,))
+        conn.send(failure(e) + (ALLOCATING if ip is None else CHECK_INVOKING,))
         return
     while serve:
         try:
@@ -231,11 +234,16 @@ class HostInterpreter:
 
     def _reply(self, step: str, timeout: float) -> tuple:
         wait = self.deadline.left(timeout)
-        try:
-            ready = self._conn.poll(wait)
-            reply = self._conn.recv() if ready else None
-        except (EOFError, OSError):
-            ready, reply = True, None
+        end = time.monotonic() + wait
+        while True:
+            try:
+                ready = self._conn.poll(max(0.0, end - time.monotonic()))
+                reply = self._conn.recv() if ready else None
+            except (EOFError, OSError):
+                ready, reply = True, None
+            if reply is None or reply[0] != "progress":
+                break
+            step = reply[1]                    # the worker moved on to the next step
         if reply is not None and reply[0] == "ok":
             return reply
         if not ready:                          # hung, or the command's time is up
