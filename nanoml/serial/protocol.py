@@ -568,28 +568,39 @@ def parse_line(line: bytes) -> Parsed:
     return Message(mtype, fields, extra=extra, raw=raw)
 
 
-# how many "~nm " starts in one line parse_lines tries before giving up
+# how many "~nm " starts in one line parse_lines tries (the first, then from the last back)
 MAX_SPLIT_TRIES = 8
+
+
+def _starts(line: bytes, first: int):
+    """Where a nanoml line may start: the first "~nm ", then the others from
+    the last one back (a valid line runs to the end of the line, so after text
+    full of "~nm " it is most likely the last one)."""
+    yield first
+    j = len(line)
+    while True:
+        j = line.rfind(PREFIX, first + 1, j + len(PREFIX) - 1)
+        if j < 0:
+            return
+        yield j
 
 
 def parse_lines(line: bytes) -> list[Parsed]:
     """Like parse_line, but a nanoml line that starts after other text on the
     same line (a sketch print without newline, a line cut by a reset) is split
-    off and parsed: the first "~nm " from which a valid line parses wins (at
-    most MAX_SPLIT_TRIES are tried); what comes before it is parsed on its own."""
-    j = 0 if line.startswith(PREFIX) else line.find(PREFIX)
-    if j < 0:
+    off and parsed: of the "~nm " in the line (the first, then from the last
+    back; at most MAX_SPLIT_TRIES), the first one from which a valid line
+    parses wins; what comes before it is parsed on its own."""
+    first_j = 0 if line.startswith(PREFIX) else line.find(PREFIX)
+    if first_j < 0:
         return [parse_line(line)]
-    first_j, first = j, None
-    for _ in range(MAX_SPLIT_TRIES):
+    first = None
+    for _, j in zip(range(MAX_SPLIT_TRIES), _starts(line, first_j)):
         p = parse_line(line[j:])
         if first is None:
             first = p
         if isinstance(p, Message):
             return ([parse_line(line[:j])] if j else []) + [p]
-        j = line.find(PREFIX, j + 1)
-        if j < 0:
-            break
     return ([Foreign(_text(line[:first_j]))] if first_j else []) + [first]
 
 

@@ -18,7 +18,7 @@ _KEEP = len(PREFIX) - 1         # dropped bytes kept: a "~nm " split over two re
 class StreamDecoder:
     def __init__(self, max_line: int = HOST_MAX_LINE):
         self.max_line = max_line
-        self._rest = b""
+        self._rest = bytearray()     # the line being received (appended in place: no copy per read)
         self._dropping = False       # inside an over-long line: drop to its newline or a "~nm "
         self._tail = b""             # the last bytes dropped (while dropping)
         self.bytes_in = 0
@@ -38,18 +38,21 @@ class StreamDecoder:
                 self._tail = buf[-_KEEP:]
                 return out
             self._dropping, self._tail = False, b""
-        data = self._rest + chunk if self._rest else chunk
-        lines = data.split(b"\n")
-        self._rest = lines.pop()
-        for line in lines:
-            out.extend(self._complete(line))
+        nl = chunk.rfind(b"\n")
+        if nl >= 0:
+            data = bytes(self._rest) + chunk[:nl] if self._rest else chunk[:nl]
+            self._rest = bytearray(chunk[nl + 1:])
+            for line in data.split(b"\n"):
+                out.extend(self._complete(line))
+        else:
+            self._rest += chunk
         if len(self._rest) > self.max_line:
             out.extend(self._cut_rest())
         return out
 
     def flush(self) -> list[Parsed]:
         """The unterminated tail (e.g. when the port closes)."""
-        rest, self._rest, self._dropping, self._tail = self._rest, b"", False, b""
+        rest, self._rest, self._dropping, self._tail = bytes(self._rest), bytearray(), False, b""
         if not rest.strip(b"\r"):
             return []
         self.lines_in += 1
@@ -81,10 +84,10 @@ class StreamDecoder:
         k = self._start_in_tail(rest)
         if k >= 0:                               # keep the nanoml line being received
             self._rest = rest[k:]
-            return self._head(rest[:k])
+            return self._head(bytes(rest[:k]))
         self.lines_in += 1
-        self._rest, self._dropping, self._tail = b"", True, rest[-_KEEP:]
-        return [self._overflow(rest[:self.max_line])]
+        self._rest, self._dropping, self._tail = bytearray(), True, bytes(rest[-_KEEP:])
+        return [self._overflow(bytes(rest[:self.max_line]))]
 
     @staticmethod
     def _overflow(head: bytes) -> Parsed:
