@@ -259,7 +259,7 @@ def test_calib_unknown_dims_taken_from_data(tmp_path):
 
 @pytest.mark.parametrize("arr,msg", [
     (np.zeros((5, 3, 4)), "does not match model input 'x' [4, 3]"),
-    (np.array([[["a"] * 3] * 4]), "numbers expected"),
+    (np.array([[["a"] * 3] * 4]), "not numbers"),
     (np.full((2, 4, 3), np.nan), "NaN"),
 ])
 def test_calib_errors(tmp_path, arr, msg):
@@ -285,6 +285,68 @@ def test_calib_misc_errors(tmp_path):
 # ------------------------------------------------ the committed example models (no TensorFlow)
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _huge_header_npy(path: Path, shape=(1 << 40, 3)) -> Path:
+    """A valid .npy header asking for TiBs, followed by 12 bytes."""
+    from numpy.lib import format as npf
+    with open(path, "wb") as f:
+        npf.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        f.write(b"\0" * 12)
+    return path
+
+
+def _calib_cases(tmp_path: Path) -> list[tuple[Path, str]]:
+    np.save(tmp_path / "empty.npy", np.zeros((0, 4, 3), np.float32))
+    np.save(tmp_path / "empty1d.npy", np.zeros((0,), np.float32))
+    np.savez(tmp_path / "empty.npz", x=np.zeros((0, 4, 3), np.float32))
+    (tmp_path / "emptydir").mkdir()
+    np.save(tmp_path / "emptydir" / "s0.npy", np.zeros((0, 3)))
+    np.save(tmp_path / "nan.npy", np.full((2, 4, 3), np.nan, np.float32))
+    np.save(tmp_path / "inf.npy", np.full((2, 4, 3), np.inf))
+    np.save(tmp_path / "complex.npy", np.zeros((2, 4, 3), np.complex64))
+    np.save(tmp_path / "text.npy", np.array([["a"] * 3] * 4))
+    np.save(tmp_path / "object.npy", np.array([None, 1], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "nomembers.npz")
+    (tmp_path / "trunc.npy").write_bytes((tmp_path / "nan.npy").read_bytes()[:-8])
+    return [(tmp_path / "empty.npy", "is empty"), (tmp_path / "empty1d.npy", "is empty"),
+            (tmp_path / "empty.npz", "is empty"), (tmp_path / "emptydir", "is empty"),
+            (tmp_path / "nan.npy", "NaN"), (tmp_path / "inf.npy", "infinity"),
+            (tmp_path / "complex.npy", "numbers expected"),
+            (tmp_path / "text.npy", "not numbers"), (tmp_path / "object.npy", "not numbers"),
+            (tmp_path / "nomembers.npz", "holds no arrays"),
+            (tmp_path / "trunc.npy", "truncated or corrupt"),
+            (_huge_header_npy(tmp_path / "huge.npy"), "TiB")]
+
+
+def test_degenerate_calibration_is_refused_before_tensorflow_starts(tmp_path):
+    """`--calib` with an empty array silently wrote a float model; NaN, non-numbers and
+    headers asking for TiBs are refused too: one line, exit 2, before TensorFlow."""
+    import time
+    from mutants import run_cli
+    src = tmp_path / "m.keras"
+    src.write_bytes(b"never read: the calibration check comes first")
+    for calib, msg in _calib_cases(tmp_path):
+        t0 = time.monotonic()
+        r = run_cli(["convert", str(src), "-o", str(tmp_path / "m.tflite"), "--calib",
+                     str(calib), "--json"], timeout=60, mem_mb=1024)
+        assert r.exit_code == 2 and not r.traceback and r.signal is None, (calib, r.stdout, r.stderr)
+        err = json.loads(r.stdout)["error"]
+        assert msg in err and "\n" not in err, (calib, err)
+        assert time.monotonic() - t0 < 10, calib       # TensorFlow takes ~20 s to start
+        assert not (tmp_path / "m.tflite").exists()
+
+
+def test_load_calibration_refuses_empty_and_huge(tmp_path):
+    """The worker's own reader refuses the same (it runs with TensorFlow loaded)."""
+    np.save(tmp_path / "e.npy", np.zeros((0, 4, 3)))
+    with pytest.raises(InputError, match="is empty"):
+        load_calibration(tmp_path / "e.npy", SPEC)
+    with pytest.raises(InputError, match="TiB"):
+        load_calibration(_huge_header_npy(tmp_path / "h.npy"), SPEC)
+    np.save(tmp_path / "late_nan.npy", np.concatenate([np.zeros((3, 4, 3)),
+                                                       np.full((1, 4, 3), np.nan)]))
+    assert load_calibration(tmp_path / "late_nan.npy", SPEC, samples=3)[0].shape == (3, 4, 3)
 
 
 @pytest.mark.parametrize("name", ["gesture", "sine"])

@@ -70,48 +70,85 @@ def _fmt_shape(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def _load_npy(path: Path):
+_CALIB_HINT = "save samples with numpy.save(path, array) or numpy.savez(path, input_name=array)"
+
+
+def _calibration_sources(path: Path) -> tuple[str, list[tuple[str, object]]]:
+    """("dir" | "npz" | "npy", [(name, array)]) of --calib: a directory of .npy files
+    (file names), an .npz (member names) or a .npy. Every file is read through
+    nanoml.arrays: regular files only, each header checked against the file size
+    (a 193-byte header cannot ask for 70 TiB), all together bounded."""
+    from ..arrays import MAX_ARRAY_BYTES, read_npy, read_npz
+    if not path.exists():
+        raise InputError(f"calibration data {path} does not exist",
+                         "pass --calib FILE.npy|FILE.npz|DIR of .npy files")
+    if path.is_dir():
+        files = sorted(f for f in path.glob("*.npy") if f.is_file())
+        if not files:
+            raise InputError(f"calibration directory {path} has no .npy files",
+                             "put one .npy per sample (or per batch of samples) in it")
+        out, left = [], MAX_ARRAY_BYTES
+        for f in files:
+            a = read_npy(f, max_bytes=left, hint=_CALIB_HINT)
+            left -= a.nbytes
+            out.append((f.name, a))
+        return "dir", out
+    if path.suffix.lower() == ".npz":
+        return "npz", list(read_npz(path, hint=_CALIB_HINT).items())
+    if path.suffix.lower() == ".npy":
+        return "npy", [(path.name, read_npy(path, hint=_CALIB_HINT))]
+    raise InputError(f"calibration data {path}: expected .npy, .npz or a directory",
+                     "save samples with numpy.save(path, array) shaped [N, ...input shape]")
+
+
+def _check_samples(where: str, a, finite: bool = True) -> None:
+    """Refuse calibration samples int8 quantization cannot use: none at all, not
+    real numbers, NaN or infinity."""
     import numpy as np
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - numpy raises many kinds
-        raise InputError(f"cannot read calibration file {path}: {e}",
-                         "save samples with numpy.save(path, array)") from None
+    if a.dtype.kind not in "fiub":
+        raise InputError(f"calibration data {where} has dtype {a.dtype}; numbers expected",
+                         "save float samples, e.g. numpy.save(path, x.astype('float32'))")
+    if a.size == 0:
+        raise InputError(f"calibration data {where} is empty (shape {_fmt_shape(a.shape)}): "
+                         "int8 quantization needs samples",
+                         "save at least one sample shaped like the model input")
+    if finite and a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        raise InputError(f"calibration data {where} contains NaN or infinity",
+                         "clean the samples before converting")
+
+
+def check_calibration(path: str | Path, samples: int = DEFAULT_SAMPLES) -> None:
+    """What can be checked in --calib without the model, before TensorFlow starts:
+    readable files, sane headers, numbers, not empty, finite (the `samples` used)."""
+    path = Path(path)
+    kind, arrays = _calibration_sources(path)
+    if not arrays:
+        raise InputError(f"calibration file {path} holds no arrays",
+                         "int8 quantization needs samples; " + _CALIB_HINT)
+    for name, a in arrays:
+        _check_samples(f"{path}" + (f" ({name})" if kind != "npy" else ""),
+                       a[:samples] if a.ndim else a)
 
 
 def _read_calibration_arrays(path: Path, inputs: list[InputSpec]) -> list:
     """One array per model input, as found in `path` (no shape check yet)."""
     import numpy as np
-    if not path.exists():
-        raise InputError(f"calibration data {path} does not exist",
-                         "pass --calib FILE.npy|FILE.npz|DIR of .npy files")
     names = [i.name for i in inputs]
-    if path.is_dir():
-        files = sorted(path.glob("*.npy"))
-        if not files:
-            raise InputError(f"calibration directory {path} has no .npy files",
-                             "put one .npy per sample (or per batch of samples) in it")
+    kind, found = _calibration_sources(path)
+    if kind == "dir":
         if len(inputs) != 1:
             raise InputError(f"a directory of .npy files feeds one input, the model has {len(inputs)}",
                              f"pass an .npz with one array per input: {', '.join(names)}")
-        parts = []
-        for f in files:
-            a = _load_npy(f)
-            parts.append(a[None] if a.ndim == len(inputs[0].shape) else a)
+        parts = [a[None] if a.ndim == len(inputs[0].shape) else a for _, a in found]
         try:
             return [np.concatenate(parts, axis=0)]
         except ValueError:
             shapes = sorted({_fmt_shape(p.shape[1:]) for p in parts})
             raise InputError(f"the .npy files in {path} have different shapes: {', '.join(shapes)}",
                              f"every file must hold samples shaped {inputs[0].shape_str()}") from None
-    if path.suffix.lower() == ".npz":
-        try:
-            z = np.load(path, allow_pickle=False)
-            keys = list(z.files)
-            arrays = {k: z[k] for k in keys}
-        except Exception as e:  # noqa: BLE001
-            raise InputError(f"cannot read calibration file {path}: {e}",
-                             "save samples with numpy.savez(path, input_name=array)") from None
+    if kind == "npz":
+        arrays = dict(found)
+        keys = list(arrays)
         if not keys:
             raise InputError(f"calibration file {path} holds no arrays", None)
         if all(n in arrays for n in names):
@@ -122,13 +159,10 @@ def _read_calibration_arrays(path: Path, inputs: list[InputSpec]) -> list:
             return [arrays[k] for k in keys]
         raise InputError(f"{path} has arrays {', '.join(keys)}; the model has {len(inputs)} inputs",
                          f"name the arrays after the inputs: {', '.join(names)}")
-    if path.suffix.lower() == ".npy":
-        if len(inputs) != 1:
-            raise InputError(f"a .npy file feeds one input, the model has {len(inputs)}",
-                             f"pass an .npz with one array per input: {', '.join(names)}")
-        return [_load_npy(path)]
-    raise InputError(f"calibration data {path}: expected .npy, .npz or a directory",
-                     "save samples with numpy.save(path, array) shaped [N, ...input shape]")
+    if len(inputs) != 1:
+        raise InputError(f"a .npy file feeds one input, the model has {len(inputs)}",
+                         f"pass an .npz with one array per input: {', '.join(names)}")
+    return [found[0][1]]
 
 
 def load_calibration(path: str | Path, inputs: list[InputSpec],
@@ -145,9 +179,7 @@ def load_calibration(path: str | Path, inputs: list[InputSpec],
     arrays = _read_calibration_arrays(path, inputs)
     out = []
     for spec, a in zip(inputs, arrays):
-        if a.dtype.kind not in "fiub":
-            raise InputError(f"calibration data for '{spec.name}' has dtype {a.dtype}; numbers expected",
-                             "save float samples, e.g. numpy.save(path, x.astype('float32'))")
+        _check_samples(f"for '{spec.name}'", a, finite=False)
         if a.ndim == len(spec.shape) and _shape_matches(a.shape, spec.shape):
             a = a[None]
         if a.ndim != len(spec.shape) + 1 or not _shape_matches(a.shape[1:], spec.shape):
@@ -156,9 +188,7 @@ def load_calibration(path: str | Path, inputs: list[InputSpec],
                 f"'{spec.name}' {spec.shape_str()} (batch dimension dropped)",
                 f"pass samples shaped [N, {spec.shape_str()[1:-1]}] (numpy.save of an array)")
         a = np.ascontiguousarray(a[:samples], dtype=np.float32)
-        if not np.all(np.isfinite(a)):
-            raise InputError(f"calibration data for '{spec.name}' contains NaN or infinity",
-                             "clean the samples before converting")
+        _check_samples(f"for '{spec.name}'", a)
         out.append(a)
     n = {len(a) for a in out}
     if len(n) > 1:
@@ -394,6 +424,8 @@ def convert_model(src: str | Path, out: str | Path | None = None, quantize: str 
     if samples < 1:
         raise UsageError(f"--samples must be at least 1 (got {samples})", None)
     check_output_file(out, "model")     # before TensorFlow's 20 s, not after
+    if calib is not None:
+        check_calibration(calib, samples)  # empty, NaN, absurd headers: before TensorFlow too
 
     workdir = Path(tempfile.mkdtemp(prefix="nanoml-convert-"))
     try:
