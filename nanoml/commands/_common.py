@@ -199,6 +199,34 @@ def esc(text) -> str:
     return escape(str(text))
 
 
+@contextlib.contextmanager
+def show_progress(enabled: bool = True, first: str = "starting"):
+    """Show what nanoml.progress reports during the block: one status line on stderr,
+    only when enabled (not --json) and stderr is a terminal. Yields the Progress."""
+    from .. import progress
+    status = None
+    if enabled and _is_terminal(sys.stderr):
+        from rich.status import Status
+        status = Status(esc(first) + "...", console=console(stderr=True), spinner="dots")
+
+    def sink(text: str) -> None:
+        if status is not None:
+            status.update(esc(text[:200]) + "...")
+    with progress.listening(sink) as p:
+        if status is None:
+            yield p
+        else:
+            with status:
+                yield p
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 # ---------------------------------------------------------------- JSON
 
 def emit_json(obj, schema: str | None = None, exit_code: int | None = None,

@@ -8,7 +8,7 @@ import typer
 
 from ._common import (BOARD_OPTION, JSON_OPTION, POSITIVE, RUNTIME_OPTION, InputSource,
                       ProjectFormat, arena_option, console, emit_json, esc, handle_errors,
-                      model_ref, timeout_option, value_of)
+                      model_ref, show_progress, timeout_option, value_of)
 
 
 def escape(text: str) -> str:
@@ -111,18 +111,13 @@ def to_json(result) -> dict:
 
 
 def run_with_progress(c, what: str, verbose: bool, fn):
-    """Run fn(on_line) with a spinner showing PlatformIO's current step."""
-    from rich.status import Status
-
-    from ..firmware.pio import step_of
+    """Run fn(on_line) showing PlatformIO's current step (progress on stderr), or,
+    with --verbose, every line PlatformIO prints."""
     if verbose:
         return fn(lambda line: c.print(line, markup=False, highlight=False))
-    with Status(f"{what}...", console=c, spinner="dots") as status:
-        def on_line(line: str) -> None:
-            s = step_of(line)
-            if s:
-                status.update(esc(f"{what}: {s}"))
-        return fn(on_line)
+    with show_progress(first=what) as p:
+        p.step(what)
+        return fn(p.line)
 
 
 def render_generated(c, result) -> None:

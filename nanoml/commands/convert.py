@@ -8,7 +8,7 @@ import typer
 
 from ._common import (JSON_OPTION, RUNTIME_OPTION, STATE, Quantize, board_option, console, either,
                       emit_json, esc, handle_errors, hidden_alias, limit_option, model_ref,
-                      value_of)
+                      show_progress, value_of)
 
 
 def register(app: typer.Typer) -> None:
@@ -38,9 +38,10 @@ def register(app: typer.Typer) -> None:
         with handle_errors(json_out):
             from ..model.convert import convert_model
             samples = either(limit, samples, 100)
-            report = convert_model(src, output, quantize=value_of(quantize), calib=calib,
-                                   samples=samples,
-                                   runtime_id=runtime, board_id=board, debug=STATE.debug)
+            with show_progress(not json_out and not STATE.debug, "checking the inputs"):
+                report = convert_model(src, output, quantize=value_of(quantize), calib=calib,
+                                       samples=samples, runtime_id=runtime, board_id=board,
+                                       debug=STATE.debug)
             if json_out:
                 emit_json(to_json(report), "convert/1", report.exit_code)
             else:

@@ -8,7 +8,7 @@ import typer
 
 from ._common import (BOARD_OPTION, JSON_OPTION, POSITIVE, RUNTIME_OPTION, InputSource,
                       arena_option, console, emit_json, esc, handle_errors, port_option,
-                      value_of)
+                      show_progress, value_of)
 
 
 def register(app: typer.Typer) -> None:
@@ -64,25 +64,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _flash_with_progress(c, opts, verbose: bool):
-    from rich.status import Status
-
-    from ..firmware.pio import step_of
     from ..firmware.upload import flash
     if verbose:
         return flash(opts, on_line=lambda line: c.print(line, markup=False, highlight=False),
                      on_stage=lambda s: c.print(f"[bold]{esc(s)}[/]"))
-    with Status("preparing...", console=c, spinner="dots") as status:
-        current = {"stage": "preparing"}
-
-        def on_stage(s: str) -> None:
-            current["stage"] = s
-            status.update(esc(f"{s}..."))
-
-        def on_line(line: str) -> None:
-            s = step_of(line)
-            if s:
-                status.update(esc(f"{current['stage']}: {s}"))
-        return flash(opts, on_line=on_line, on_stage=on_stage)
+    with show_progress(first="preparing") as p:       # stage and PlatformIO step, stderr
+        return flash(opts, on_line=p.line, on_stage=p.step)
 
 
 def _render(c, result) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from ._common import (BOARD_OPTION, FINITE, JSON_OPTION, RUNTIME_OPTION, SIM_OPTION, console,
                       count_option, either, emit_json, esc, handle_errors, hidden_alias, latency_ms,
-                      model_ref, port_option, timeout_option)
+                      model_ref, port_option, show_progress, timeout_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -72,10 +72,11 @@ def register(app: typer.Typer) -> None:
                 result = run_estimate(model, rt.id, b, cpi=cpi, static_memory=rt.static_memory)
             else:
                 from ..profile.run import profile_on_board
-                result = profile_on_board(model, board=b, runtime=rt, runs=runs,
-                                          port=port, sim=sim, project=project,
-                                          record=not no_record, flash=not no_flash,
-                                          timeout=deadline)
+                with show_progress(not json_out) as p:      # build, flash, read (stderr)
+                    result = profile_on_board(model, board=b, runtime=rt, runs=runs,
+                                              port=port, sim=sim, project=project,
+                                              record=not no_record, flash=not no_flash,
+                                              timeout=deadline, on_stage=p.step)
             if report is not None:
                 from ..profile.report import write
                 write(result, report)

@@ -8,7 +8,7 @@ import typer
 
 from ._common import (BOARD_OPTION, FINITE, JSON_OPTION, SIM_OPTION, console, emit_json, esc,
                       handle_errors, latency_ms, limit_option, model_ref, port_option,
-                      timeout_option)
+                      show_progress, timeout_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -43,9 +43,10 @@ def register(app: typer.Typer) -> None:
             check_args(atol, min_top1)
             if not model.exists():
                 raise InputError(f"{model}: no such file", "pass the path of a .tflite model")
-            res = validate(model, inputs, port=port, sim=sim, atol=atol, min_top1=min_top1,
-                           limit=limit, board_id=board, frame_timeout=timeout,
-                           deadline=deadline)
+            with show_progress(not json_out):
+                res = validate(model, inputs, port=port, sim=sim, atol=atol, min_top1=min_top1,
+                               limit=limit, board_id=board, frame_timeout=timeout,
+                               deadline=deadline)
             if json_out:
                 emit_json(_json(res, model), "validate/1", res.exit_code)
             else:

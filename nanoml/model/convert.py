@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import errors
+from .. import errors, progress
 from ..atomic import check_output_file, write_atomic
 from ..errors import InputError, NanomlError, ToolError, UsageError
 from .quant import dequantize, quantize
@@ -430,6 +430,7 @@ def convert_model(src: str | Path, out: str | Path | None = None, quantize: str 
     workdir = Path(tempfile.mkdtemp(prefix="nanoml-convert-"))
     try:
         tmp_out = workdir / "model.tflite"
+        progress.report(f"converting with TensorFlow ({quantize})")
         result = run_worker({"source": str(src), "kind": kind, "output": str(tmp_out),
                              "quantize": quantize, "calib": str(calib) if calib else None,
                              "samples": samples}, workdir, show_log=debug)
@@ -437,6 +438,7 @@ def convert_model(src: str | Path, out: str | Path | None = None, quantize: str 
         model = load_bytes(data, str(out))
         ops, bad, problems = check_converted(model, quantize, runtime, board)
 
+        progress.report("measuring the quantization error")
         error = None
         ref_path = workdir / "reference.npz"
         if result.get("samples") and ref_path.exists():

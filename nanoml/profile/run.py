@@ -133,6 +133,7 @@ def profile_on_board(model: Path, board, runtime, runs: int = 20, port: str | No
         if not port:
             from ..serial.ports import find_board_port
             port = find_board_port(board).device
+        stage(f"timing {runs} inferences on the board ({port})")
         run = _read_device(port, m, runs, deadline.seconds or DEFAULT_TIMEOUT)
         res = assemble(m, str(model_path), run, board, runtime.id, "device")
         res.flash_bytes, res.ram_bytes = flash_bytes, ram_bytes
@@ -171,12 +172,14 @@ def _read_device(port: str, model: Model, runs: int, timeout: float) -> DeviceRu
 
 def _build_and_flash(model_path: Path, board, runtime, port: str | None):
     """(flash bytes, RAM bytes, port) after building and uploading the profiling firmware."""
+    from .. import progress
     from ..firmware.build import BuildOptions
     from ..firmware.upload import FlashOptions, flash
     out = Path.cwd() / f"{model_path.stem}-profile"
     bopts = BuildOptions(model=model_path, board=board.id, runtime=runtime.id,
                          input="synthetic", out=out, profile=True)
-    res = flash(FlashOptions(target=model_path, port=port, board=board.id, build=bopts))
+    res = flash(FlashOptions(target=model_path, port=port, board=board.id, build=bopts),
+                on_line=progress.line, on_stage=progress.report)
     if not res.ok:
         adv = res.advice
         raise NanomlError("building or flashing the profiling firmware failed"

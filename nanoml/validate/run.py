@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from .. import progress
 from ..errors import NanomlError, UsageError
 from ..serial.protocol import Message
 from .inputs import load_inputs
@@ -26,6 +27,7 @@ def validate_stream(link, sim_model, samples: list[list[bytes]], source: str,
     `deadline` (nanoml.sim.deadline.Deadline, the command's --timeout) bounds it all."""
     from ..sim.deadline import Deadline
     deadline = Deadline.of(deadline)
+    progress.report("waiting for the board's hello")
     hello = link.wait_hello(deadline.left(hello_timeout))
     if hello.get("model") and hello["model"] != sim_model.sha256[:12]:
         raise NanomlError(f"the board runs another model (hello model={hello['model']}, "
@@ -38,7 +40,9 @@ def validate_stream(link, sim_model, samples: list[list[bytes]], source: str,
     scales = output_scales(sim_model)
     res = ValidateResult(source=source, model=sim_model.path, samples=[],
                          atol=a if atol is None else atol, min_top1=min_top1, output_scale=scale)
+    progress.report(f"running {len(samples)} input(s) on the {'virtual ' if source == 'sim' else ''}board")
     for i, inputs in enumerate(samples):
+        progress.detail(f"{i + 1} of {len(samples)}")
         try:
             f = link.infer(b"".join(inputs), timeout=deadline.left(frame_timeout))
         except NanomlError:
@@ -69,6 +73,7 @@ def validate(model: Path, inputs: Path, port: str | None = None, sim: bool = Fal
     from ..sim.model import SimModel
     board = get_board(board_id)               # an unknown id is a usage error, --sim or not
     deadline = Deadline.of(deadline)
+    progress.report("starting the reference interpreter")
     ref_model = SimModel(model, deadline=deadline)   # the host interpreter, in a worker process
     try:
         samples = load_inputs(inputs, ref_model)
