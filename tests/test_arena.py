@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from conftest import shared_model_names, shared_path, shared_truth
+from conftest import SHARED, shared_model_names, shared_path, shared_truth
 from nanoml.errors import UsageError
 from nanoml.memory import predict_arena
 from nanoml.memory.planner import Buffer, plan
@@ -15,25 +17,36 @@ CONFIGS = [("chirale_2.0.0", "chirale_2.0.0", True),
            ("chirale_2.0.0_no_static_memory", "chirale_2.0.0", False)]
 
 
+def _truth() -> dict:
+    """The measured arena figures, or {} when ../shared is absent (the tests then
+    collect nothing from it: test_recording_allocator_categories still runs and skips)."""
+    p = SHARED / "truth" / "arena_cortex_m4.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
 def _cases():
-    names = shared_model_names()
-    return [(key, rid, st, n) for key, rid, st in CONFIGS for n in names]
+    """Every (runtime configuration, model) the board build measured. A shared model
+    without figures was not measurable (unsupported ops, or too big for flash):
+    there is nothing to compare it with (test_unmeasurable_models_are_not_exact)."""
+    runtimes = _truth().get("runtimes", {})
+    return [(key, rid, st, n) for key, rid, st in CONFIGS for n in shared_model_names()
+            if n in runtimes.get(key, {}).get("models", {})]
 
 
 @pytest.mark.parametrize("key,runtime_id,static,name", _cases())
 def test_matches_measured_truth(key, runtime_id, static, name):
-    truth = shared_truth("arena_cortex_m4.json")
-    model = load(shared_path("models", name))
-    pred = predict_arena(model, runtime_id=runtime_id, static_memory=static)
-    entry = truth["runtimes"][key]["models"].get(name)
-    if entry is None:
-        # not measurable on the board (unsupported ops / does not fit): the
-        # predictor must not claim an exact figure it cannot have
-        if name in truth.get("unsupported", {}):
-            assert not pred.exact
-        return
+    entry = shared_truth("arena_cortex_m4.json")["runtimes"][key]["models"][name]
+    pred = predict_arena(load(shared_path("models", name)), runtime_id=runtime_id,
+                         static_memory=static)
     assert (pred.min_bytes, pred.used_bytes) == (entry["min_bytes"], entry["used_bytes"])
     assert pred.exact
+
+
+@pytest.mark.parametrize("name", sorted(_truth().get("unsupported", {})))
+def test_unmeasurable_models_are_not_exact(name):
+    """A model the board could not run (its AllocateTensors fails): the predictor
+    must not claim an exact figure it cannot have."""
+    assert not predict_arena(load(shared_path("models", name))).exact
 
 
 def test_recording_allocator_categories():
