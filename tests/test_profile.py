@@ -1,5 +1,6 @@
 """`nanoml profile`: the sim path end to end, the device path up to the serial port
-(a pseudo-terminal replaying the profiling firmware's output), reports, arena
+(a pseudo-terminal replaying a synthetic log in the profiling firmware's format:
+tests/data/profile/README.md says how it was made), reports, arena
 recording, the session reader."""
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from nanoml.serial.protocol import encode_line
 NANOML = [sys.executable, "-m", "nanoml"]
 DATA = Path(__file__).parent / "data"
 VGG = DATA / "estimate" / "models" / "net_vgg.tflite"
-RECORDING = DATA / "profile" / "net_vgg.device.log"
+# Not a recording: no board was attached. A log in the profiling firmware's line
+# format, made by hand for these tests (tests/data/profile/README.md).
+SYNTHETIC_LOG = DATA / "profile" / "net_vgg.synthetic.log"
 
 
 def run(*args, rc=0, timeout=180, cwd=None):
@@ -96,7 +99,7 @@ def test_sim_arena_bisection_is_tight():
 # --- device path over a pseudo-terminal ----------------------------------------------
 
 class Replayer:
-    """A fake board on a pty: plays a recording of the profiling firmware's output
+    """A fake board on a pty: plays a log in the profiling firmware's format
     over and over (a board keeps printing; the host may open the port at any point,
     and opening it flushes what was already buffered)."""
 
@@ -135,20 +138,20 @@ class Replayer:
 
 def test_profile_device_path_over_pty(tmp_path):
     proj = tmp_path / "fw"
-    with Replayer(RECORDING.read_bytes()) as fake:
+    with Replayer(SYNTHETIC_LOG.read_bytes()) as fake:
         d = json.loads(run("profile", VGG, "--port", fake.port, "--no-flash", "--runs", "4",
                            "--json", "--project", proj, "--timeout", "30").stdout)
     assert d["source"] == "device"
     assert d["arena"] == {"min_bytes": 26880, "used_bytes": 26912}
     assert d["latency_ms"]["runs"] == 4
-    lines = RECORDING.read_bytes().decode().splitlines()
+    lines = SYNTHETIC_LOG.read_bytes().decode().splitlines()
     # seq 2 has a corrupt op line (never counted); the others are complete
     cyc0 = [int(line.split("cyc=")[1].split()[0]) for line in lines
             if " op seq=" in line and " i=0 " in line and "seq=2 " not in line]
     assert min(cyc0) <= d["layers"][0]["cycles"] <= max(cyc0)
     assert abs(d["layers"][0]["ms"] - d["layers"][0]["cycles"] / 64e3) < 1e-3
     assert [layer["op"] for layer in d["layers"]] == [o.op for o in load(VGG).main.operators]
-    # the recording's cycles are 1.30-1.32 x the model's instructions
+    # the log's cycles were made as 1.30-1.35 x the model's measured instructions
     cpi = [n for n in d["notes"] if "estimated instructions" in n]
     assert cpi and 1.28 < float(cpi[0].split("= ")[1].split()[0]) < 1.34
     rec = read_recorded_arena(proj, load(VGG).sha256, "chirale_2.0.0")
@@ -156,7 +159,7 @@ def test_profile_device_path_over_pty(tmp_path):
 
 
 def test_device_running_another_model_is_refused():
-    other = RECORDING.read_bytes().replace(b"model=648cdef5964a", b"model=000000000000")
+    other = SYNTHETIC_LOG.read_bytes().replace(b"model=648cdef5964a", b"model=000000000000")
     # fix the CRC of the edited hello line so it is a valid line that names another model
     lines = []
     for line in other.split(b"\r\n"):
@@ -181,7 +184,7 @@ def test_no_board_output_times_out():
         os.close(slave)
 
 
-def test_collect_from_recording_bytes():
+def test_collect_from_log_bytes():
     class Src:
         def __init__(self, data):
             self.data = data
@@ -189,7 +192,7 @@ def test_collect_from_recording_bytes():
         def read(self, n):
             out, self.data = self.data[:n], self.data[n:]
             return out
-    run_ = collect(Src(RECORDING.read_bytes()), 9, 3, timeout=5, skip=0)
+    run_ = collect(Src(SYNTHETIC_LOG.read_bytes()), 9, 3, timeout=5, skip=0)
     assert [inf.seq for inf in run_.inferences] == [0, 1, 3]
     assert run_.incomplete == 1 and run_.corrupt == 1 and run_.foreign >= 1
 

@@ -95,6 +95,10 @@ def _lifetimes(model: Model, facts: GraphFacts, sg_index: int = 0):
             first[t] = scope
         last[t] = scope
     scratch_life: dict[int, tuple[int, int]] = {}
+    owned: dict[int, list[int]] = {}            # op index -> its scratch requests
+    for k, (s, o) in enumerate(facts.scratch_owner):
+        if s == sg_index:
+            owned.setdefault(o, []).append(k)
     for i, op in enumerate(sg.operators):
         scope += 1
         for t in op.outputs:
@@ -107,9 +111,8 @@ def _lifetimes(model: Model, facts: GraphFacts, sg_index: int = 0):
         for t in op.outputs:
             if t >= 0:
                 last[t] = scope
-        for k, (s, o) in enumerate(facts.scratch_owner):
-            if s == sg_index and o == i:
-                scratch_life[k] = (start, scope)
+        for k in owned.get(i, ()):
+            scratch_life[k] = (start, scope)
     for t in sg.outputs:
         if first[t] == -1:
             first[t] = scope
@@ -241,7 +244,9 @@ def build(model: Model, prof: dict, static_memory: bool) -> Stream:
         f, l = scratch_life.get(k, (-1, -1))
         buffers.append(Buffer((nbytes + 15) // 16 * 16, f, l))
     _, plan_bytes = plan(buffers)
-    _, act_bytes = plan(buffers[:n_act])
+    # the planner is quadratic in the buffers: plan the activations alone only
+    # when scratch buffers make the two plans differ
+    act_bytes = plan(buffers[:n_act])[1] if n_act < len(buffers) else plan_bytes
     ev.append(Ev("A", len(buffers)))
     ev.append(Ev("D"))
     ev.append(Ev("D"))

@@ -409,10 +409,12 @@ def _check_tensor(t: Tensor, where: str, warnings: list[str]) -> None:
         raise _Refuse(f"{where}: shape {t.shape} of {t.dtype} is {n * size:,} bytes, more than "
                       "TFLM's 32-bit sizes can hold")
     if t.data is not None and t.dtype != "resource" and len(t.data) < t.nbytes:
-        # TFLM does not check this (its kernels read past the buffer, into the
-        # rest of the model): not refused, but reported.
-        warnings.append(f"{where}: constant data is {len(t.data):,} bytes but shape {t.shape} "
-                        f"of {t.dtype} needs {t.nbytes:,} (TFLM reads past the buffer)")
+        # TFLM does not check this, but its kernels read shape x dtype bytes:
+        # past the buffer, into the rest of the model or past the end of the
+        # file (the host interpreter then computes garbage or crashes). A longer
+        # buffer is accepted, as TFLM ignores the rest.
+        raise _Refuse(f"{where}: constant data is {len(t.data):,} bytes but shape {t.shape} "
+                      f"of {t.dtype} needs {t.nbytes:,}")
     q = t.quant
     # TFLM's allocator copies per-channel scales and quantized_dimension
     # unchecked (only some kernels compare them with the shape, e.g. CONV_2D's
@@ -458,14 +460,23 @@ def _read_operator(oi: int, o: Table, opcodes: list[OpCode], tensors: list[Tenso
                           "TFLM supports only empty intermediates")
     opt = o.table(F_OPERATOR["builtin_options"])
     options = _read_options(oc.name, opt, o.scalar(F_OPERATOR["builtin_options_type"], "B", 0))
-    _check_options(where, options)
+    _check_options(where, oc.name, options, tensors[ins[0]] if ins and ins[0] >= 0 else None)
     return Operator(index=oi, opcode_index=ci, op=oc.name, custom_code=oc.custom_code,
                     version=oc.version, inputs=ins, outputs=outs, intermediates=inter,
                     options=options, options_table=opt)
 
 
-def _check_options(where: str, options: dict) -> None:
-    """Option values TFLM's parser refuses."""
+def _check_options(where: str, op: str, options: dict, first_input: Tensor | None) -> None:
+    """Option values TFLM's parser refuses, and the few its kernels crash on
+    (checked on the host interpreter: SIGFPE, SIGABRT). Absent options are
+    zeros in TFLM."""
+    if op == "SVDF" and options.get("rank", 0) < 1:
+        raise _Refuse(f"{where}: rank {options.get('rank', 0)} (TFLM divides by it; "
+                      "it must be at least 1)")
+    beta = options.get("beta", 0.0)
+    if op == "SOFTMAX" and first_input is not None and first_input.dtype in ("int8", "int16") \
+            and not beta > 0:
+        raise _Refuse(f"{where}: beta {beta} on a quantized input (TFLM aborts; it must be > 0)")
     bias = options.get("quantized_bias_type", 0)
     if bias not in TENSOR_TYPES:
         raise _Refuse(f"{where}: quantized_bias_type {bias} is not a tensor type")
@@ -488,8 +499,25 @@ def _read_subgraph(si: int, sg: Table, opcodes: list[OpCode],
     _check_indices("outputs", outputs, len(tensors))
     operators = [_read_operator(oi, o, opcodes, tensors)
                  for oi, o in enumerate(sg.tables(F_SUB_GRAPH["operators"]))]
+    _check_zero_dims(tensors, inputs, outputs, operators)
     return Subgraph(index=si, name=_display_string(sg, F_SUB_GRAPH["name"], ""), tensors=tensors,
                     inputs=inputs, outputs=outputs, operators=operators)
+
+
+def _check_zero_dims(tensors: list[Tensor], inputs: list[int], outputs: list[int],
+                     operators: list[Operator]) -> None:
+    """A non-constant tensor that the graph uses with a 0 in its shape: TFLM
+    refuses it as a dynamic tensor after Prepare, or its kernel crashes on it.
+    Shape [0] alone is TFLM's legacy scalar and is accepted (LSTM intermediates)."""
+    used = set(inputs) | set(outputs)
+    for op in operators:
+        used.update(op.inputs)
+        used.update(op.outputs)
+    for i in sorted(used):
+        t = tensors[i] if i >= 0 else None
+        if t is not None and not t.is_const and 0 in t.shape and t.shape != [0]:
+            raise _Refuse(f"tensor {i} {_label(t.name)}: shape {t.shape} has a zero dimension "
+                          "(TFLM treats it as a dynamic tensor, which it does not support)")
 
 
 def _read_metadata(root: Table, buffers: list[memoryview | None],
