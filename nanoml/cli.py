@@ -45,13 +45,7 @@ def _root(
 
 
 for _name in COMMANDS:
-    try:
-        _mod = importlib.import_module(f"nanoml.commands.{_name}")
-    except ModuleNotFoundError as _e:  # command not built in this version
-        if _e.name != f"nanoml.commands.{_name}":
-            raise
-        continue
-    _mod.register(app)
+    importlib.import_module(f"nanoml.commands.{_name}").register(app)
 
 
 def main() -> None:
