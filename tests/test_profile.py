@@ -219,14 +219,17 @@ def test_profile_estimate_cli_json():
     assert d["source"] == "estimate"
     assert d["instructions"] > 0 and d["cpi"] == 1.25
     ms = d["instructions"] * 1.25 / 64e6 * 1000
-    assert abs(d["latency_ms"]["mean"] - ms) < 1e-3
+    assert abs(d["latency_ms"]["estimate"] - ms) < 1e-3 and "p50" not in d["latency_ms"]
     assert set(d["layers"][0]) >= {"index", "op", "macs", "instructions", "cycles", "ms"}
 
 
 def test_profile_estimate_all_shared_models(shared_models):
+    # exit 1: the audio front end's custom ops are unsupported, mobilenet_v2 does not fit
+    cannot_run = ("audio_preprocessor_int8.tflite", "mobilenet_v2_quantized_1x3x224x224.tflite")
     for p in sorted(shared_models.glob("*.tflite")):
-        d = json.loads(run("profile", p, "--estimate", "--json").stdout)
-        assert d["instructions"] > 0, p.name
+        d = json.loads(run("profile", p, "--estimate", "--json",
+                           rc=1 if p.name in cannot_run else 0).stdout)
+        assert d["instructions"] > 0 and d["can_run"] is (p.name not in cannot_run), p.name
 
 
 def test_profile_usage_errors(tmp_path):

@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
                                   help="Cycles per instruction for --estimate (default 1.25)."),
         project: Path = typer.Option(None, "--project",
                                      help="Project dir to record the measured arena in "
-                                          "(default: the model's directory)."),
+                                          "(default: ./<model>-firmware, the folder "
+                                          "`nanoml build` uses)."),
         no_record: bool = typer.Option(False, "--no-record",
                                        help="Do not record the measured arena for `build`."),
         no_flash: bool = typer.Option(False, "--no-flash",
@@ -84,10 +85,12 @@ def register(app: typer.Typer) -> None:
                 emit_json(to_json(result, model, b), "profile/1", result.exit_code)
             else:
                 _render(result, report)
+            if result.exit_code:
+                raise typer.Exit(result.exit_code)
 
     def _render(result, report) -> None:
         from rich.table import Table
-        from ..profile.report import _summary
+        from ..profile.report import _summary, timing_cells
         c = console()
         t = Table(title=f"profile ({esc(result.source)})")
         # index and op name are never cut (no_wrap, their full width); shapes fold
@@ -95,17 +98,24 @@ def register(app: typer.Typer) -> None:
         t.add_column("op", no_wrap=True, min_width=max((len(x.op) for x in result.layers), default=2))
         t.add_column("output", overflow="fold")
         for col in ("MACs", "cycles", "ms", "%", "cyc/MAC"):
-            t.add_column(col, justify="right", overflow="fold")
+            # an estimate's op with no figure says "not measured" / "out of range" there
+            wide = col == "cycles" and result.missing
+            t.add_column(col, justify="right", overflow="fold", min_width=12 if wide else None)
         for layer in result.layers:
             cpm = layer.cycles_per_mac
-            t.add_row(str(layer.index), layer.op, "x".join(map(str, layer.output_shape)),
-                      f"{layer.macs:,}", f"{layer.cycles:,.0f}", f"{layer.ms:.3f}",
-                      f"{100 * layer.share:.1f}", "-" if cpm is None else f"{cpm:.2f}")
+            t.add_row(str(layer.index), esc(layer.op), "x".join(map(str, layer.output_shape)),
+                      f"{layer.macs:,}", *timing_cells(layer),
+                      "-" if cpm is None else f"{cpm:.2f}")
         c.print(t)
         for k, v in _summary(result):
-            c.print(f"{k}: {v}")
+            c.print(esc(f"{k}: {v}"))
+        for layer in result.missing:
+            c.print(esc(f"not estimated: {layer.index} {layer.op} ({layer.dtype}): {layer.reason}"))
         for n in result.notes:
-            c.print(f"note: {n}")
+            c.print(esc(f"note: {n}"))
+        err = console(stderr=True)
+        for message in result.errors:
+            err.print(esc(f"error: {message}"))
         if report is not None:
             c.print(f"report written to {esc(report)}", soft_wrap=True)
 

@@ -50,7 +50,7 @@ def nnls(a, b, iters: int = 500):
 
 
 def collect(pairs: list[tuple[Path, Path]]):
-    """[(path, counts, measured instructions, model name, op index, op name)]"""
+    """[(path, counts, measured instructions, model name, op index, op name, dtype path)]"""
     from ..model.tflite import load
     from .kernels import operator_work
     rows = []
@@ -65,7 +65,8 @@ def collect(pairs: list[tuple[Path, Path]]):
             for rec in m["ops"]:
                 op = ops[rec["index"]]
                 w = operator_work(model.main, op)
-                rows.append((w.path, w.counts, rec["instructions"], name, rec["index"], op.op))
+                rows.append((w.path, w.counts, rec["instructions"], name, rec["index"], op.op,
+                             w.dtype))
     return rows
 
 
@@ -85,6 +86,8 @@ def fit(rows, min_rel: float = 0.0) -> dict:
         rel = np.abs(pred / b - 1)
         out[path] = {"fixed": round(float(coef[0]), 3),
                      "per": {k: round(float(c), 4) for k, c in zip(keys, coef[1:])},
+                     # the dtype paths measured: the estimate calls any other unmeasured
+                     "dtypes": sorted({r[6] for r in rs}),
                      "fit": {"operators": len(rs), "max_rel_err": round(float(rel.max()), 4),
                              "mean_rel_err": round(float(rel.mean()), 4)}}
     return out

@@ -4,6 +4,10 @@ instructions(op) = fixed[path] + sum_k per[path][k] * work_k(op)
 cycles(op)       = instructions(op) * CPI            (CPI documented, 1.25 prior)
 ms(op)           = cycles(op) / clock_hz * 1000
 
+An op is *measured* when its kernel path has coefficients and its dtype path
+(`kernels.dtype_path`) is one of those the coefficients were fitted on (each
+path's "dtypes" in the table); any other op is unmeasured and gets no figure.
+
 `work_k` comes from `kernels.operator_work` (which kernel path the runtime runs and
 how many times each of its loops iterates); the coefficients (instructions per loop
 iteration) are data, one JSON file per runtime in nanoml/profile/coefficients/,
@@ -28,9 +32,12 @@ DEFAULT_CPI = 1.25
 class PathCost:
     fixed: float
     per: dict
+    dtypes: frozenset                # dtype paths the coefficients were fitted on
 
-    def instructions(self, counts: dict) -> float:
-        return self.fixed + sum(self.per.get(k, 0.0) * v for k, v in counts.items())
+    def instructions(self, counts: dict) -> int:
+        # exact integer arithmetic on the counts (they can be huge), then rounded
+        total = self.fixed + sum(self.per.get(k, 0.0) * float(v) for k, v in counts.items())
+        return max(int(round(total)), 0)
 
 
 @dataclass(frozen=True)
@@ -41,21 +48,23 @@ class CostModel:
     invoke_fixed: float              # Invoke() around the operators
     per_op_dispatch: float           # interpreter loop between two operators
     paths: dict                      # path -> PathCost
-    fallback_fixed: float            # for ops with no measured path
-    fallback_per_element: float
     measured_on: str
 
-    def op_instructions(self, work: Work) -> tuple[int, str]:
-        """(instructions, basis): basis is "model" for a measured kernel path, or
-        "fallback" when the op has no path of its own (rough per-element guess)."""
+    def is_measured(self, work: Work) -> bool:
         pc = self.paths.get(work.path)
-        if pc is not None:
-            return max(int(round(pc.instructions(work.counts))), 0), "model"
-        n = float(work.counts.get("elements", 0))
-        return int(round(self.fallback_fixed + self.fallback_per_element * n)), "fallback"
+        return pc is not None and work.dtype in pc.dtypes
 
-    def total_instructions(self, per_op: list[int]) -> int:
-        return int(round(sum(per_op) + self.invoke_fixed + self.per_op_dispatch * len(per_op)))
+    def op_instructions(self, work: Work) -> int | None:
+        """Instructions of one op, or None when its kernel path / dtype path was
+        never measured (no figure rather than a guess)."""
+        if not self.is_measured(work):
+            return None
+        return self.paths[work.path].instructions(work.counts)
+
+    def total_instructions(self, per_op: list[int], n_ops: int) -> int:
+        """Invoke() of `n_ops` operators of which `per_op` are the estimated ones
+        (a lower bound when some are missing)."""
+        return int(round(sum(per_op) + self.invoke_fixed + self.per_op_dispatch * n_ops))
 
 
 # Runtimes whose Cortex-M4 kernels we have not measured separately use the nearest
@@ -73,12 +82,11 @@ def load_cost_model(runtime_id: str) -> CostModel:
         raise UsageError(f"no latency model for runtime '{runtime_id}'",
                          f"use --runtime with one of: {', '.join(known)}")
     d = json.loads(f.read_text())
-    paths = {k: PathCost(float(v["fixed"]), {kk: float(vv) for kk, vv in v["per"].items()})
+    paths = {k: PathCost(float(v["fixed"]), {kk: float(vv) for kk, vv in v["per"].items()},
+                         frozenset(v["dtypes"]))
              for k, v in d["paths"].items()}
     return CostModel(id=rid, description=d.get("description", ""),
                      cpi=float(d.get("cpi", DEFAULT_CPI)),
                      invoke_fixed=float(d["invoke_fixed"]),
                      per_op_dispatch=float(d["per_op_dispatch"]), paths=paths,
-                     fallback_fixed=float(d["fallback"]["fixed"]),
-                     fallback_per_element=float(d["fallback"]["per_element"]),
                      measured_on=d.get("measured_on", ""))

@@ -1,5 +1,8 @@
-"""`nanoml profile --estimate`: no board. Latency from the per-operator cost model,
-arena from the arena predictor (nanoml.memory) when it is available."""
+"""`nanoml profile --estimate`: no board. Latency from the per-operator cost model;
+arena, footprint and "can it run" from nanoml.model.verdict. Every figure is finite:
+an operator the cost model cannot estimate (kernel or dtypes never measured, shapes
+beyond a 32-bit runtime) has no figure, the totals are then lower bounds and the
+exit code says so (EXIT_INCOMPLETE)."""
 
 from __future__ import annotations
 
@@ -12,29 +15,75 @@ from .kernels import operator_work
 from .result import LayerProfile, Latency, ProfileResult
 
 
+# Limits of a 32-bit runtime: TFLM counts a tensor's elements in an int and its
+# bytes in a 32-bit size_t, so an op with a larger tensor cannot run anywhere.
+MAX_TENSOR_ELEMENTS = 2 ** 31 - 1
+MAX_TENSOR_BYTES = 2 ** 32 - 1
+# Beyond this the figure would be an extrapolation far past every measured op
+# (the largest measured operators retire ~1e9 instructions): 2^40 instructions is
+# about 4.8 hours at 64 MHz. Such an op gets no figure.
+MAX_OP_INSTRUCTIONS = 2 ** 40
+
+UNMEASURED = "unmeasured"          # LayerProfile.basis: no measured coefficients
+OUT_OF_RANGE = "out_of_range"      # LayerProfile.basis: shapes beyond what can run
+
+
+def _too_large(sg, op) -> str | None:
+    """Why an op's tensors are beyond a 32-bit runtime, or None."""
+    for i in list(op.inputs) + list(op.outputs):
+        if 0 <= i < len(sg.tensors):
+            t = sg.tensors[i]
+            if t.elements > MAX_TENSOR_ELEMENTS or t.nbytes > MAX_TENSOR_BYTES:
+                return (f"tensor {i} ({'x'.join(map(str, t.shape))} {t.dtype}) is beyond a "
+                        "32-bit runtime's limits")
+    return None
+
+
+def _op_estimate(cm, sg, op, work) -> tuple[int | None, str, str | None]:
+    """(instructions or None, basis, reason when None)."""
+    big = _too_large(sg, op)
+    if big:
+        return None, OUT_OF_RANGE, big
+    if not cm.is_measured(work):
+        why = f"kernel {work.path} with {work.dtype} never measured on {cm.id}"
+        return None, UNMEASURED, why + (f" ({work.note})" if work.note else "")
+    try:
+        instr = cm.op_instructions(work)
+    except OverflowError:
+        instr = None
+    if instr is None or instr > MAX_OP_INSTRUCTIONS:
+        return None, OUT_OF_RANGE, (f"more than {MAX_OP_INSTRUCTIONS:,} instructions: far beyond "
+                                    "every measured operator")
+    return instr, "model", None
+
+
 def estimate_layers(model: Model, runtime_id: str, clock_hz: int, cpi: float | None = None):
-    """([LayerProfile], total instructions, cpi, notes) for the main subgraph."""
+    """([LayerProfile], total instructions, cpi, notes) for the main subgraph.
+
+    Ops with no figure (basis "unmeasured" or "out_of_range": instructions None,
+    cycles 0) add nothing to the total, which is then a lower bound."""
     cm = load_cost_model(runtime_id)
     cpi = cm.cpi if cpi is None else cpi
     sg = model.main
     layers, per_op, notes = [], [], []
-    fallback_ops = []
     for op in sg.operators:
         work = operator_work(sg, op)
-        instr, basis = cm.op_instructions(work)
-        if basis == "fallback":
-            fallback_ops.append(f"{op.index}:{op.op}")
-        per_op.append(instr)
-        cycles = instr * cpi
-        out = sg.tensors[op.outputs[0]] if op.outputs and op.outputs[0] >= 0 else None
+        instr, basis, reason = _op_estimate(cm, sg, op, work)
+        if instr is not None:
+            per_op.append(instr)
+        cycles = instr * cpi if instr is not None else 0.0
+        out = sg.tensors[op.outputs[0]] if op.outputs and 0 <= op.outputs[0] < len(sg.tensors) \
+            else None
         layers.append(LayerProfile(
             index=op.index, op=op.display_name, output_shape=list(out.shape) if out else [],
             macs=operator_macs(sg, op), instructions=instr, cycles=cycles,
-            ms=cycles / clock_hz * 1000.0, kernel=work.path, basis=basis))
-    total = cm.total_instructions(per_op)
-    if fallback_ops:
-        notes.append("no measured kernel model for " + ", ".join(fallback_ops)
-                     + ": rough per-element guess")
+            ms=cycles / clock_hz * 1000.0, kernel=work.path, basis=basis, dtype=work.dtype,
+            reason=reason))
+    total = cm.total_instructions(per_op, len(sg.operators))
+    missing = [layer for layer in layers if not layer.estimated]
+    if missing:
+        notes.append(f"{len(missing)} of {len(layers)} operators have no figure (see the "
+                     "table): the totals are lower bounds")
     if cm.id != runtime_id:
         notes.append(f"latency model of {cm.id} used for {runtime_id} (same CMSIS-NN kernels)")
     if len(model.subgraphs) > 1:
@@ -42,43 +91,49 @@ def estimate_layers(model: Model, runtime_id: str, clock_hz: int, cpi: float | N
     return layers, total, cpi, notes
 
 
-def _arena(model: Model, runtime_id: str, static_memory: bool) -> tuple[int | None, int | None, str | None]:
-    try:
-        from ..memory import predict_arena  # written by the arena-predictor work
-    except ImportError:
-        return None, None, "arena predictor not available in this version"
-    try:
-        a = predict_arena(model, runtime_id, static_memory=static_memory)
-    except Exception as e:  # noqa: BLE001 - the estimate stays useful without the arena
-        return None, None, f"arena not predicted ({type(e).__name__}: {e})"
-    return int(a.min_bytes), int(a.used_bytes), None
+EXIT_INCOMPLETE = 5    # the estimate misses operators (docs/profile.md)
 
 
 def estimate(model_path: str | Path, runtime_id: str, board, cpi: float | None = None,
              static_memory: bool = True) -> ProfileResult:
+    """The estimate of `model_path` on `board`; arena, footprint and the verdict come
+    from nanoml.model.verdict.assess (the runtime profile says whether its library is
+    built with static memory, so `static_memory` is no longer needed)."""
     model = load(model_path)
     layers, total, cpi, notes = estimate_layers(model, runtime_id, board.clock_hz, cpi)
     cycles = total * cpi
     ms = cycles / board.clock_hz * 1000.0
-    amin, aused, anote = _arena(model, runtime_id, static_memory)
-    if anote:
-        notes.append(anote)
     res = ProfileResult(
         source="estimate", model=str(model_path), board=board.id, runtime=runtime_id,
         clock_hz=board.clock_hz, layers=layers,
-        latency=Latency(mean=ms, p50=ms, p99=ms, runs=0),
-        arena_min_bytes=amin, arena_used_bytes=aused, instructions=total, cpi=cpi,
-        total_cycles=cycles, notes=notes)
-    res.flash_bytes, res.ram_bytes = _footprint(model, board, runtime_id)
-    if res.flash_bytes is not None:
-        res.notes.append("flash/RAM: inspect's footprint estimate (no build)")
+        latency=Latency.estimated(ms, lower_bound=any(not x.estimated for x in layers)),
+        instructions=total, cpi=cpi, total_cycles=cycles, notes=notes)
+    _assess(res, model, board, runtime_id)
+    res.exit_code = estimate_exit_code(res)
     return res.finalize()
 
 
-def _footprint(model: Model, board, runtime_id: str) -> tuple[int | None, int | None]:
+def estimate_exit_code(res: ProfileResult) -> int:
+    """The verdict's exit code (1) when the model cannot run on the board, else
+    EXIT_INCOMPLETE when some operator has no figure, else 0."""
+    if res.verdict is not None and not res.verdict.can_run:
+        return res.verdict.exit_code
+    return EXIT_INCOMPLETE if res.incomplete else 0
+
+
+def _assess(res: ProfileResult, model: Model, board, runtime_id: str) -> None:
+    """Arena, footprint and the verdict (can it run: ops, hybrid ops, dtypes, fit,
+    TFLM's own check) into `res`."""
+    from ..model.verdict import assess
+    from ..runtimes import get_runtime
     try:
-        from ..model.inspect import inspect_model
-        fp = inspect_model(model.path, board.id, runtime_id, model=model).footprint
-        return fp.flash_bytes, fp.ram_bytes
-    except Exception:  # noqa: BLE001 - extra information only
-        return None, None
+        a = assess(model, board, get_runtime(runtime_id))
+    except Exception as e:  # noqa: BLE001 - the latency estimate stays useful without it
+        res.notes.append(f"arena, footprint and whether the model runs are not known "
+                         f"({type(e).__name__}: {e})")
+        return
+    res.verdict = a.verdict
+    res.arena_min_bytes = int(a.arena["min_bytes"])
+    res.arena_used_bytes = int(a.arena["used_bytes"])
+    res.flash_bytes, res.ram_bytes = a.footprint.flash_bytes, a.footprint.ram_bytes
+    res.notes.append("flash/RAM: inspect's footprint estimate (no build)")

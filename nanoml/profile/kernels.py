@@ -26,9 +26,10 @@ class Work:
     path: str                                   # kernel path, e.g. "conv_s8_1x1"
     counts: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    dtype: str = ""                             # dtype path, e.g. "int8", "int16xint8"
 
     def to_json(self) -> dict:
-        return {"path": self.path, "counts": self.counts, "note": self.note}
+        return {"path": self.path, "dtype": self.dtype, "counts": self.counts, "note": self.note}
 
 
 def _prod(xs) -> int:
@@ -40,7 +41,7 @@ def _prod(xs) -> int:
 
 def _t(sg: Subgraph, op: Operator, i: int, outputs: bool = False) -> Tensor | None:
     idx = op.outputs if outputs else op.inputs
-    if i >= len(idx) or idx[i] < 0:
+    if i >= len(idx) or not 0 <= idx[i] < len(sg.tensors):
         return None
     return sg.tensors[idx[i]]
 
@@ -64,18 +65,44 @@ def _pad(padding: str, in_size: int, k: int, stride: int, dil: int, out_size: in
     return total // 2
 
 
-def _axis_ranges(in_size: int, out_size: int, k: int, stride: int, dil: int, pad: int):
-    """For each output position along one axis: number of filter taps inside the input."""
-    out = []
-    for o in range(out_size):
-        base = o * stride - pad
-        n = 0
-        for i in range(k):
-            p = base + i * dil
-            if 0 <= p < in_size:
-                n += 1
-        out.append(n)
-    return out
+def _floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """sum_{i=0}^{n-1} floor((a*i + b) / m) for n, a, b >= 0 and m > 0, in O(log) steps."""
+    total = 0
+    while True:
+        if a >= m:
+            total += n * (n - 1) // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        y = a * n + b
+        if y < m:
+            return total
+        n, b = y // m, y % m
+        m, a = a, m
+
+
+def _pairs_upto(n: int, stride: int, k: int, dil: int, x: int) -> int:
+    """#{(o, i): 0 <= o < n, 0 <= i < k, o*stride + i*dil <= x}, in closed form."""
+    if x < 0 or n <= 0 or k <= 0:
+        return 0
+    o_max = min(n - 1, x // stride)                  # outputs with at least one tap
+    full = x - (k - 1) * dil
+    o_full = min(o_max, full // stride) if full >= 0 else -1   # outputs with all k taps
+    count = k * (o_full + 1)
+    rest = o_max - o_full                            # outputs with 1..k-1 taps
+    if rest > 0:
+        # sum over o in (o_full, o_max] of (x - o*stride) // dil + 1, with j = o_max - o
+        count += _floor_sum(rest, dil, stride, x - o_max * stride) + rest
+    return count
+
+
+def _taps_inside(in_size: int, out_size: int, k: int, stride: int, dil: int, pad: int) -> int:
+    """Sum over the output positions along one axis of the filter taps that fall
+    inside the input (0 <= o*stride - pad + i*dil < in_size): closed form, so the
+    work does not grow with the shapes."""
+    return (_pairs_upto(out_size, stride, k, dil, pad + in_size - 1)
+            - _pairs_upto(out_size, stride, k, dil, pad - 1))
 
 
 @dataclass
@@ -104,10 +131,15 @@ class Window:
 
     def valid(self) -> tuple[int, int]:
         """(sum over output pixels of taps inside the input, of rows inside)."""
-        ry = _axis_ranges(self.ih, self.oh, self.kh, self.sh, self.dh, self.ph)
-        rx = _axis_ranges(self.iw, self.ow, self.kw, self.sw, self.dw, self.pw)
-        sy, sx = sum(ry), sum(rx)
+        sy = _taps_inside(self.ih, self.oh, self.kh, self.sh, self.dh, self.ph)
+        sx = _taps_inside(self.iw, self.ow, self.kw, self.sw, self.dw, self.pw)
         return sy * sx, sy * self.ow
+
+
+def _positive(*xs: int) -> None:
+    """Filter sizes, strides and dilations must be >= 1 (TFLM rejects others)."""
+    if any(int(x) < 1 for x in xs):
+        raise ValueError(f"filter/stride/dilation {list(xs)} not all >= 1")
 
 
 def _window(op: Operator, inp: Tensor, out: Tensor, kh: int, kw: int) -> Window:
@@ -117,6 +149,7 @@ def _window(op: Operator, inp: Tensor, out: Tensor, kh: int, kw: int) -> Window:
     sh, sw = int(o.get("stride_h", 1) or 1), int(o.get("stride_w", 1) or 1)
     dh, dw = int(o.get("dilation_h", 1) or 1), int(o.get("dilation_w", 1) or 1)
     pad = o.get("padding", "VALID")
+    _positive(kh, kw, sh, sw, dh, dw)
     return Window(ih, iw, oh, ow, kh, kw, sh, sw, dh, dw,
                   _pad(pad, ih, kh, sh, dh, oh), _pad(pad, iw, kw, sw, dw, ow))
 
@@ -145,7 +178,7 @@ def _conv(sg, op) -> Work:
         return Work("conv_f32", {"out": p * cout, "tap_visits": p * cout * win.taps,
                                  "taps_valid": tv * cout, "macs": tv * cout * wcin})
     if not _is_int8(inp):
-        return Work("generic", {"elements": out.elements}, f"{inp.dtype} conv: no model")
+        return Work(f"conv_{inp.dtype}", {"elements": out.elements}, "no kernel model")
     k = win.taps * cin
     if (win.ph == 0 and win.pw == 0 and win.sh == 1 and win.sw == 1 and kh == 1 and kw == 1
             and win.dh == 1 and win.dw == 1):
@@ -196,7 +229,7 @@ def _dwconv(sg, op) -> Work:
         return Work("dw_f32", {"out": p * cout, "tap_visits": p * cout * win.taps,
                                "macs": tv * cout})
     if not _is_int8(inp):
-        return Work("generic", {"elements": out.elements}, f"{inp.dtype} depthwise: no model")
+        return Work(f"dw_{inp.dtype}", {"elements": out.elements}, "no kernel model")
     dil1 = win.dh == 1 and win.dw == 1
     if mult == 1 and n == 1 and dil1:
         if kh == 3 and kw == 3 and win.ph <= 1 and win.pw <= 1:
@@ -225,7 +258,7 @@ def _fc(sg, op) -> Work:
     if _is_float(inp):
         return Work("fc_f32", {"out": batches * units, "macs": batches * units * depth})
     if not _is_int8(inp):
-        return Work("generic", {"elements": out.elements}, f"{inp.dtype} fully connected: no model")
+        return Work(f"fc_{inp.dtype}", {"elements": out.elements}, "no kernel model")
     if len(out.shape) > 2 and depth % 4 == 0:
         return _mat_nt_t(rows=batches, cols=depth, units=units, path="conv_s8_1x1")
     # arm_fully_connected_s8 -> arm_nn_vec_mat_mult_t_s8 per batch: 2 rows x 4 cols.
@@ -248,7 +281,7 @@ def _pool(sg, op, kind: str) -> Work:
     if _is_float(inp):
         return Work(f"{kind}_f32", {"pixels": p, "out": p * c, "taps_c": tv * c})
     if not _is_int8(inp):
-        return Work("generic", {"elements": out.elements}, f"{inp.dtype} pooling: no model")
+        return Work(f"{kind}_{inp.dtype}", {"elements": out.elements}, "no kernel model")
     if kind == "avgpool":
         return Work("avgpool_s8", {"pixels": p, "taps": tv, "taps_c": tv * c, "out": p * c})
     return Work("maxpool_s8", {"pixels": p, "taps": tv, "taps_c4": tv * (c // 4),
@@ -269,7 +302,7 @@ def _elementwise(sg, op, name: str) -> Work:
         return Work(f"{name}_bcast", {"elements": n})
     if _is_int8(a):
         return Work(f"{name}_s8", {"n4": n // 4, "n1": n % 4})
-    return Work(f"{name}_other", {"elements": n}, f"{a.dtype} {name}")
+    return Work(f"{name}_{a.dtype}", {"elements": n}, "no kernel model")
 
 
 def _softmax(sg, op) -> Work:
@@ -361,10 +394,13 @@ def _transpose_conv(sg, op) -> Work:
     sh, sw = int(o.get("stride_h", 1) or 1), int(o.get("stride_w", 1) or 1)
     pad = o.get("padding", "VALID")
 
+    _positive(sh, sw, kh, kw)
+
     def valid(in_size, out_size, k, stride):
-        p_ = _pad(pad, out_size, k, stride, 1, in_size)   # padding as for the forward conv
-        return sum(1 for i in range(in_size) for f in range(k)
-                   if 0 <= i * stride - p_ + f < out_size)
+        # (input position, tap) pairs that land inside the output; padding as for
+        # the forward conv
+        return _taps_inside(out_size, in_size, k, stride, 1,
+                            _pad(pad, out_size, k, stride, 1, in_size))
 
     vy, vx = valid(ih, oh, kh, sh), valid(iw, ow, kw, sw)
     kind = "f32" if _is_float(inp) else ("s8" if _is_int8(inp) else inp.dtype)
@@ -405,8 +441,38 @@ def _svdf(sg, op) -> Work:
                                  "filters": batch * filters})
 
 
+# Where an op's activation input and weights are (other ops: input 0, no weights).
+_ACTIVATION_INPUT = {"TRANSPOSE_CONV": 2}
+_WEIGHTS_INPUT = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1,
+                  "TRANSPOSE_CONV": 1, "SVDF": 1, "UNIDIRECTIONAL_SEQUENCE_LSTM": 2}
+
+
+def dtype_path(sg: Subgraph, op: Operator) -> str:
+    """The dtypes an op runs on, which select the runtime's kernel variant: the
+    activation input's dtype, then "x<weights>" when the weights differ (int16
+    activations with int8 weights: "int16xint8"; a hybrid op: "float32xint8"), then
+    "-><output>" when the output differs (QUANTIZE float32 to int8: "float32->int8")."""
+    def dt(t: Tensor | None) -> str:
+        return t.dtype if t is not None else "none"
+    act = dt(_t(sg, op, _ACTIVATION_INPUT.get(op.op, 0)))
+    sig = act
+    wi = _WEIGHTS_INPUT.get(op.op)
+    if wi is not None and dt(_t(sg, op, wi)) != act:
+        sig += "x" + dt(_t(sg, op, wi))
+    out = dt(_t(sg, op, 0, True))
+    if out != act:
+        sig += "->" + out
+    return sig
+
+
 def operator_work(sg: Subgraph, op: Operator) -> Work:
-    """The kernel path and loop work of one operator."""
+    """The kernel path, dtype path and loop work of one operator."""
+    work = _work(sg, op)
+    work.dtype = dtype_path(sg, op)
+    return work
+
+
+def _work(sg: Subgraph, op: Operator) -> Work:
     name = op.op
     try:
         if name == "CONV_2D":
@@ -444,7 +510,8 @@ def operator_work(sg: Subgraph, op: Operator) -> Work:
             return _lstm(sg, op)
         if name == "SVDF":
             return _svdf(sg, op)
-    except (AttributeError, IndexError, TypeError, ValueError, ZeroDivisionError) as e:
+    except (AttributeError, IndexError, TypeError, ValueError, ZeroDivisionError,
+            OverflowError) as e:
         out = _t(sg, op, 0, True)
         return Work("generic", {"elements": out.elements if out is not None else 0},
                     f"shape not understood ({e})")

@@ -22,8 +22,14 @@ def _summary(r: ProfileResult) -> list[tuple[str, str]]:
             ("clock", f"{r.clock_hz / 1e6:g} MHz")]
     lat = r.latency
     if r.source == "estimate":
-        rows.append(("latency", f"{lat.mean:.3f} ms (estimate)"))
-        rows.append(("instructions", f"{r.instructions:,}"))
+        if r.incomplete:
+            n = len(r.missing)
+            rows.append(("latency", f"at least {lat.mean:.3f} ms (estimate; lower bound: "
+                                    f"{n} operator{'s' if n > 1 else ''} not estimated)"))
+            rows.append(("instructions", f"at least {r.instructions:,}"))
+        else:
+            rows.append(("latency", f"{lat.mean:.3f} ms (estimate)"))
+            rows.append(("instructions", f"{r.instructions:,}"))
         rows.append(("CPI", f"{r.cpi:g}"))
     else:
         rows.append(("latency", f"mean {lat.mean:.3f} ms, p50 {lat.p50:.3f} ms, "
@@ -44,6 +50,16 @@ def _cpm(layer) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
+def timing_cells(layer) -> tuple[str, str, str]:
+    """(cycles, ms, %) of one operator as text; an estimate's operator with no
+    figure says so instead ("not measured": no measured coefficients for its
+    kernel and dtypes; "out of range": shapes beyond what can run)."""
+    if not layer.estimated:
+        word = "not measured" if layer.basis == "unmeasured" else "out of range"
+        return word, "-", "-"
+    return f"{layer.cycles:,.0f}", f"{layer.ms:.3f}", f"{100 * layer.share:.1f}"
+
+
 def to_markdown(r: ProfileResult, width: int = 30) -> str:
     out = [f"# nanoml profile: {r.model}", ""]
     out += ["| | |", "|---|---|"]
@@ -52,17 +68,18 @@ def to_markdown(r: ProfileResult, width: int = 30) -> str:
             "| # | op | output shape | MACs | cycles | ms | % | cycles/MAC |",
             "|---:|---|---|---:|---:|---:|---:|---:|"]
     for layer in r.layers:
+        cyc, ms, pct = timing_cells(layer)
         out.append(f"| {layer.index} | {layer.op} | {'x'.join(map(str, layer.output_shape))} | "
-                   f"{layer.macs:,} | {layer.cycles:,.0f} | {layer.ms:.3f} | "
-                   f"{100 * layer.share:.1f} | {_cpm(layer)} |")
+                   f"{layer.macs:,} | {cyc} | {ms} | {pct} | {_cpm(layer)} |")
     out += ["", "## Time per operator", "", "```"]
     top = max((layer.share for layer in r.layers), default=0) or 1.0
     label_w = max((len(f"{layer.index} {layer.op}") for layer in r.layers), default=4)
     for layer in r.layers:
         n = layer.share / top * width
         bar = "#" * int(n) + ("+" if n - int(n) >= 0.5 else "")
-        out.append(f"{f'{layer.index} {layer.op}':<{label_w}} |{bar:<{width + 1}} "
-                   f"{layer.ms:8.3f} ms {100 * layer.share:5.1f}%")
+        tail = (f"{layer.ms:8.3f} ms {100 * layer.share:5.1f}%" if layer.estimated
+                else timing_cells(layer)[0])
+        out.append(f"{f'{layer.index} {layer.op}':<{label_w}} |{bar:<{width + 1}} {tail}")
     out.append("```")
     if r.notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
@@ -82,11 +99,12 @@ def to_html(r: ProfileResult) -> str:
     rows = []
     for layer in r.layers:
         pct = 100 * layer.share / top
+        cyc, ms, share = timing_cells(layer)
         rows.append(
             f"<tr><td class=n>{layer.index}</td><td>{e(layer.op)}</td>"
             f"<td>{e('x'.join(map(str, layer.output_shape)))}</td><td class=n>{layer.macs:,}</td>"
-            f"<td class=n>{layer.cycles:,.0f}</td><td class=n>{layer.ms:.3f}</td>"
-            f"<td class=n>{100 * layer.share:.1f}</td><td class=n>{_cpm(layer)}</td>"
+            f"<td class=n>{cyc}</td><td class=n>{ms}</td>"
+            f"<td class=n>{share}</td><td class=n>{_cpm(layer)}</td>"
             f"<td><div class=bar title='{100 * layer.share:.1f}%'>"
             f"<span style='width:{pct:.1f}%'></span></div></td></tr>")
     summary = "".join(f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _summary(r))

@@ -29,35 +29,56 @@ class LayerProfile:
     macs: int
     cycles: float
     ms: float
-    instructions: int | None = None        # estimate only
+    instructions: int | None = None        # estimate only (None: no figure)
     kernel: str | None = None              # kernel path (estimate), e.g. "dw_s8_3x3"
-    basis: str | None = None               # "model" | "fallback" (estimate)
+    basis: str | None = None               # estimate: "model" | "unmeasured" | "out_of_range"
+    dtype: str | None = None               # dtype path (estimate), e.g. "int16xint8"
+    reason: str | None = None              # estimate: why there is no figure
     share: float = 0.0                     # fraction of the total time
 
     @property
+    def estimated(self) -> bool:
+        """False for an estimate's operator with no figure (its cycles/ms are 0 here
+        and null in the JSON)."""
+        return self.basis in (None, "model")
+
+    @property
     def cycles_per_mac(self) -> float | None:
-        return self.cycles / self.macs if self.macs else None
+        return self.cycles / self.macs if self.macs and self.macs > 0 and self.estimated else None
 
     def to_json(self) -> dict:
+        known = self.estimated
         d = {"index": self.index, "op": self.op, "output_shape": self.output_shape,
              "macs": self.macs, "instructions": self.instructions,
-             "cycles": round(self.cycles), "ms": round(self.ms, 4),
-             "percent": round(100 * self.share, 2),
+             "cycles": round(self.cycles) if known else None,
+             "ms": round(self.ms, 4) if known else None,
+             "percent": round(100 * self.share, 2) if known else None,
              "cycles_per_mac": (round(self.cycles_per_mac, 3)
                                 if self.cycles_per_mac is not None else None)}
         if self.kernel is not None:
-            d["kernel"] = self.kernel
-            d["basis"] = self.basis
+            d.update(kernel=self.kernel, dtype=self.dtype, basis=self.basis)
+            if not known:
+                d["reason"] = self.reason
         return d
 
 
 @dataclass
 class Latency:
     mean: float
-    p50: float
-    p99: float
+    p50: float | None
+    p99: float | None
     runs: int
     samples: list[float] = field(default_factory=list)
+    lower_bound: bool = False              # estimate: some operators have no figure
+
+    @classmethod
+    def estimated(cls, ms: float, lower_bound: bool) -> "Latency":
+        """An estimate: one figure, no runs, so no percentiles."""
+        return cls(mean=ms, p50=None, p99=None, runs=0, lower_bound=lower_bound)
+
+    @property
+    def is_estimate(self) -> bool:
+        return self.runs == 0 and self.p50 is None
 
     @classmethod
     def from_samples(cls, samples_ms: list[float]) -> "Latency":
@@ -67,6 +88,8 @@ class Latency:
                    runs=n, samples=list(samples_ms))
 
     def to_json(self) -> dict:
+        if self.is_estimate:
+            return {"estimate": round(self.mean, 4), "lower_bound": self.lower_bound}
         return {"mean": round(self.mean, 4), "p50": round(self.p50, 4),
                 "p99": round(self.p99, 4), "runs": self.runs}
 
@@ -89,6 +112,26 @@ class ProfileResult:
     total_cycles: float | None = None
     arena_recorded: str | None = None      # file the measured arena was written to
     notes: list[str] = field(default_factory=list)
+    verdict: object | None = None          # estimate: nanoml.model.verdict.Verdict (None: not known)
+    exit_code: int = 0
+
+    @property
+    def can_run(self) -> bool | None:
+        return None if self.verdict is None else self.verdict.can_run
+
+    @property
+    def errors(self) -> list[str]:
+        """Why the model cannot run (the verdict's errors)."""
+        return [p.message for p in self.verdict.errors] if self.verdict is not None else []
+
+    @property
+    def missing(self) -> list[LayerProfile]:
+        """Operators of an estimate with no figure."""
+        return [layer for layer in self.layers if not layer.estimated]
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(self.missing)
 
     def finalize(self) -> "ProfileResult":
         """Fill each layer's share of the total time."""
@@ -114,6 +157,13 @@ class ProfileResult:
         if self.source == "estimate":
             d["instructions"] = self.instructions
             d["cpi"] = self.cpi
+            d["incomplete"] = self.incomplete
+            d["unmeasured"] = [{"index": x.index, "op": x.op, "dtype": x.dtype,
+                                "kernel": x.kernel, "basis": x.basis, "reason": x.reason}
+                               for x in self.missing]
+            d["can_run"] = self.can_run
+            d["problems"] = self.verdict.to_json() if self.verdict is not None else []
+            d["exit_code"] = self.exit_code
         if self.arena_recorded:
             d["arena_recorded"] = self.arena_recorded
         return d
