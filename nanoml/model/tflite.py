@@ -127,7 +127,7 @@ _OPTION_FIELDS: dict[str, tuple[str, int, list[tuple[str, int, str]]]] = {
 _OPTION_FIELDS["MAX_POOL_2D"] = _OPTION_FIELDS["AVERAGE_POOL_2D"]
 _OPTION_FIELDS["L2_POOL_2D"] = _OPTION_FIELDS["AVERAGE_POOL_2D"]
 # Schema defaults of the decoded fields that are not 0 / false.
-_OPTION_DEFAULTS = {"dilation_w": 1, "dilation_h": 1, "batch_dims": 0}
+_OPTION_DEFAULTS = {"dilation_w": 1, "dilation_h": 1, "pot_scale_int16": True}
 
 
 class ModelError(ValueError):
@@ -312,7 +312,7 @@ def _read_options(op_name: str, t: Table | None, union_type: int) -> dict:
         if fmt.startswith("["):
             out[name] = t.scalars(idx, fmt[1:])
             continue
-        default = {"?": False, "f": 0.0}.get(fmt, _OPTION_DEFAULTS.get(name, 0))
+        default = _OPTION_DEFAULTS.get(name, {"?": False, "f": 0.0}.get(fmt, 0))
         v = t.scalar(idx, fmt, default)
         if name == "padding":
             v = PADDING.get(v, str(v))
