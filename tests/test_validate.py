@@ -234,6 +234,11 @@ def test_inputs_with_wrong_shape_or_dtype(tmp_path):
     (tmp_path / "c.npy").write_bytes(b"garbage")
     with pytest.raises(InputError, match="NumPy"):
         load_inputs(tmp_path / "c.npy", sim)
+    x = np.zeros((2, 28, 28, 1), dtype=np.float32)
+    x[1, 3, 4, 0] = np.nan                  # would be cast to an arbitrary int8
+    np.save(tmp_path / "n.npy", x)
+    with pytest.raises(InputError, match="NaN or infinite"):
+        load_inputs(tmp_path / "n.npy", sim)
 
 
 def test_validate_usage_errors(tmp_path, vgg_inputs):

@@ -55,6 +55,9 @@ def _to_dtype(arr, t, p):
     if arr.dtype.kind == "f" and dt.kind in "iu":
         if not t.quantized:
             raise InputError(f"{p}: float data for a non-quantized {t.dtype} input")
+        if not np.isfinite(arr).all():
+            raise InputError(f"{p}: NaN or infinite values for the quantized {t.dtype} input",
+                             "quantization needs finite numbers: clean the data")
         from ..model.quant import quantize
         return quantize(arr, dt, t.scale, t.zero_point).astype(dt.newbyteorder("<"))
     if dt.kind == "f":
