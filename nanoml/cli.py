@@ -16,7 +16,7 @@ import typer
 from . import __version__
 from .commands import _common
 
-COMMANDS = ["boards", "inspect", "convert", "build", "flash", "monitor", "sim",
+COMMANDS = ["boards", "ports", "inspect", "convert", "build", "flash", "monitor", "sim",
             "profile", "validate"]
 
 app = typer.Typer(

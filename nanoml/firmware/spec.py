@@ -320,8 +320,7 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
                             for t in model.output_tensors)
 
     from ..model.verdict import assess   # the verdict and footprint inspect gives
-    verdict = assess(model, board, runtime, input_source, profile, arena_bytes=plan.size,
-                     check_library=False)
+    verdict = assess(model, board, runtime, input_source, profile, arena_bytes=plan.size)
     fp = verdict.footprint
     if verdict.verdict.blocking():
         raise UsageError(f"{model_path.name} cannot run on {runtime.name} {runtime.version}: "

@@ -1,8 +1,9 @@
-"""Find the board's serial port by USB VID:PID, and open ports with one-line,
-actionable errors.
+"""Find the board's serial port by USB VID:PID, list what is attached, and
+open ports with one-line, actionable errors.
 
     find_board_port(board, port=None) -> PortInfo
     list_candidate_ports(board) -> [PortInfo, ...]
+    survey(board=None) -> Survey          # `nanoml ports`: every port, classified
     open_port(path, baud) -> serial.Serial
 
 A board in its sketch shows the board profile's `usb.application` VID:PID
@@ -18,13 +19,18 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
+import re
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import BoardNotFound, NanomlError, UsageError
 
 APPLICATION = "application"
 BOOTLOADER = "bootloader"
 UNKNOWN = "unknown"
+VIRTUAL = "virtual"             # a `nanoml sim` board: a pty behind a link in virtual_board_dir()
 
 ARDUINO_VID = 0x2341
 
@@ -39,6 +45,11 @@ class PortInfo:
     description: str | None = None
     location: str | None = None
     board: str | None = None     # board id the VID:PID matched
+    manufacturer: str | None = None
+    product: str | None = None
+    hwid: str | None = None
+    boards: tuple[str, ...] = ()  # every board profile with this VID:PID (`nanoml ports`)
+    target: str | None = None    # VIRTUAL: the pty the link points to
 
     @property
     def vidpid(self) -> str | None:
@@ -50,6 +61,26 @@ class PortInfo:
         return {"device": self.device, "mode": self.mode, "usb": self.vidpid,
                 "serial_number": self.serial_number, "description": self.description,
                 "location": self.location, "board": self.board}
+
+    def listing_json(self) -> dict:
+        """The record of one port in `nanoml ports --json` (docs/ports.md)."""
+        return {"device": self.device, "mode": self.mode, "usb": self.vidpid,
+                "vid": self.vid, "pid": self.pid, "serial_number": self.serial_number,
+                "description": self.description, "manufacturer": self.manufacturer,
+                "product": self.product, "location": self.location, "hwid": self.hwid,
+                "board_name": self.board_name, "boards": list(self.boards), "target": self.target}
+
+    @property
+    def board_name(self) -> str | None:
+        """What the USB id says the device is ("Arduino Nano 33 BLE (Sense)": the
+        profiles share their ids), a virtual board, or None."""
+        if self.mode == VIRTUAL:
+            return "nanoml sim (virtual board)"
+        if not self.boards:
+            return None
+        from ..boards import all_boards
+        known = all_boards()
+        return family_name([known[b].name for b in self.boards if b in known])
 
     def label(self) -> str:
         extra = ", ".join(x for x in (self.vidpid, self.serial_number and f"s/n {self.serial_number}",
@@ -69,12 +100,15 @@ def _listing(ports):
     return list(list_ports.comports())
 
 
-def _info(p, mode: str, board_id: str | None) -> PortInfo:
+def _info(p, mode: str, board_id: str | None, boards: tuple[str, ...] = ()) -> PortInfo:
     return PortInfo(device=p.device, mode=mode, vid=getattr(p, "vid", None),
                     pid=getattr(p, "pid", None),
                     serial_number=getattr(p, "serial_number", None),
                     description=getattr(p, "description", None),
-                    location=getattr(p, "location", None), board=board_id)
+                    location=getattr(p, "location", None), board=board_id,
+                    manufacturer=getattr(p, "manufacturer", None),
+                    product=getattr(p, "product", None), hwid=getattr(p, "hwid", None),
+                    boards=boards)
 
 
 def classify(p, board) -> str:
@@ -144,6 +178,103 @@ def find_board_port(board=None, port: str | None = None, *, accept_bootloader: b
         hint += "; other Arduino devices seen: " + ", ".join(
             _info(p, UNKNOWN, None).label() for p in others)
     raise BoardNotFound(f"no {b.name} found on USB (looked for {b.usb_application})", hint=hint)
+
+
+# ---------------------------------------------------------------------------
+# `nanoml ports`: everything attached
+
+def family_name(names: list[str]) -> str | None:
+    """One name for boards that share a USB id: their common words, then the
+    distinct next words ("Arduino Nano 33 BLE" + "... Sense (Rev1)" + "... Sense
+    Rev2" -> "Arduino Nano 33 BLE (Sense)")."""
+    if not names:
+        return None
+    if len(set(names)) == 1:
+        return names[0]
+    words = [n.split() for n in names]
+    common = []
+    for column in zip(*words):
+        if len(set(column)) != 1:
+            break
+        common.append(column[0])
+    nxt = sorted({w[len(common)] for w in words if len(w) > len(common)})
+    base = " ".join(common) or names[0]
+    if not nxt:
+        return base
+    rest = "/".join(nxt)
+    return f"{base} ({rest})" if any(len(w) == len(common) for w in words) else f"{base} {rest}"
+
+
+def virtual_board_dir() -> Path:
+    """Where `nanoml sim` and `monitor --sim` put their links by default (the
+    folder of nanoml.sim.board.default_link_path(); tests check they agree)."""
+    return Path(tempfile.gettempdir()) / f"nanoml-{getattr(os, 'getuid', lambda: 0)()}"
+
+
+def virtual_boards(folder: Path | None = None) -> list[PortInfo]:
+    """Links in `folder` to a terminal device that is there (a running sim);
+    dangling links (a sim killed with SIGKILL) are skipped."""
+    folder = virtual_board_dir() if folder is None else folder
+    out = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return out
+    for link in entries:
+        try:
+            if not link.is_symlink():
+                continue
+            target = os.path.realpath(link)
+            if not stat.S_ISCHR(os.stat(target).st_mode):
+                continue
+        except OSError:
+            continue
+        out.append(PortInfo(device=str(link), mode=VIRTUAL, target=target,
+                            description=f"nanoml sim on {target}"))
+    return out
+
+
+_MODE_ORDER = {APPLICATION: 0, BOOTLOADER: 1, VIRTUAL: 2, UNKNOWN: 3}
+
+
+def _natural(device: str) -> list:
+    return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", device)]
+
+
+@dataclass
+class Survey:
+    """Every serial port the OS lists (and running virtual boards), classified."""
+    ports: list[PortInfo] = field(default_factory=list)
+    board: str | None = None             # the --board filter, if any
+
+    def of(self, mode: str) -> list[PortInfo]:
+        return [p for p in self.ports if p.mode == mode]
+
+    def to_json(self) -> dict:
+        return {"board": self.board, "ports": [p.listing_json() for p in self.ports],
+                "counts": {m: len(self.of(m)) for m in _MODE_ORDER}}
+
+
+def survey(board=None, ports=None, virtual_dir: Path | None = None) -> Survey:
+    """`nanoml ports`: every listed port, marked application / bootloader when
+    its VID:PID is a board profile's (all profiles, or only `board`'s, and then
+    only those ports), plus running `nanoml sim` boards (not with `board`).
+    Board ports first, then by device name in natural order."""
+    from ..boards import all_boards
+    profiles = [_board(board)] if board else list(all_boards().values())
+    out = []
+    for p in _listing(ports):
+        ids = (getattr(p, "vid", None), getattr(p, "pid", None))
+        app = tuple(b.id for b in profiles if ids == b.app_ids)
+        boot = tuple(b.id for b in profiles if ids == b.boot_ids)
+        mode, matched = (APPLICATION, app) if app else (BOOTLOADER, boot) if boot else (UNKNOWN, ())
+        if board and mode == UNKNOWN:
+            continue
+        out.append(_info(p, mode, matched[0] if matched else None, matched))
+    if not board:
+        out += virtual_boards(virtual_dir)
+    out.sort(key=lambda i: (_MODE_ORDER[i.mode], _natural(i.device)))
+    return Survey(out, profiles[0].id if board else None)
 
 
 # ---------------------------------------------------------------------------
