@@ -112,6 +112,8 @@ def _worker(conn, err_fd: int, data: bytes, arena_size: int, n_inputs: int, n_ou
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN if sig == signal.SIGINT else signal.SIG_DFL)
     _die_with_parent()
+    import faulthandler
+    faulthandler.disable()                   # a crash here is reported by the parent
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)                      # the parent's stdout carries its results
