@@ -284,3 +284,12 @@ def test_convert_and_inspect_agree_on_fit(tmp_path):
     rc, d = inspect_json(p)
     inspect_says = not d["fits"]["flash"]
     assert convert_says == inspect_says and inspect_says and rc == 1
+
+
+def test_build_refuses_what_the_verdict_refuses(tmp_path):
+    """build wrote firmware for a hybrid model, which fails on the board at its first
+    hybrid kernel; it now stops with the verdict's reason (fit stays a warning there)."""
+    p = hybrid_fc(tmp_path)
+    r = run_cli(["build", str(p), "--no-compile", "--out", str(tmp_path / "fw")], timeout=120)
+    assert r.exit_code == 2 and "hybrid" in r.stderr and not r.traceback
+    assert not (tmp_path / "fw").exists()
