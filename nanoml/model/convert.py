@@ -282,23 +282,22 @@ def run_tflm(model_bytes: bytes, inputs: list, model=None) -> list:
 
     `inputs`: float arrays [n, ...] per model input. Returns float arrays [n, ...]
     per output (quantized inputs/outputs are (de)quantized with the tensor's
-    scale and zero point)."""
+    scale and zero point). The interpreter runs in a worker process
+    (nanoml.sim.isolated): a crash or hang there raises HostInterpreterError."""
     import numpy as np
-    from tflite_micro import runtime as _tflm
-    Interpreter = _tflm.Interpreter
+    from ..sim.isolated import HostInterpreter
     from .tflite import load_bytes
     model = model or load_bytes(model_bytes)
-    interp = Interpreter.from_bytes(model_bytes, arena_size=_HOST_ARENA_BYTES)
     n = len(inputs[0])
     outs: list[list] = [[] for _ in model.output_tensors]
-    for s in range(n):
-        for i, t in enumerate(model.input_tensors):
-            x = inputs[i][s:s + 1]
-            interp.set_input(_to_tensor(x, t).reshape(t.shape), i)
-        interp.invoke()
-        for j, t in enumerate(model.output_tensors):
-            y = np.asarray(interp.get_output(j))
-            outs[j].append(_from_tensor(y, t)[0] if y.shape and y.shape[0] == 1 else _from_tensor(y, t))
+    with HostInterpreter(model_bytes, _HOST_ARENA_BYTES, len(model.input_tensors),
+                         len(model.output_tensors)) as interp:
+        for s in range(n):
+            ys, _ = interp.run([_to_tensor(inputs[i][s:s + 1], t).reshape(t.shape)
+                                for i, t in enumerate(model.input_tensors)])
+            for j, t in enumerate(model.output_tensors):
+                y = np.asarray(ys[j])
+                outs[j].append(_from_tensor(y, t)[0] if y.shape and y.shape[0] == 1 else _from_tensor(y, t))
     return [np.stack(o) for o in outs]
 
 
