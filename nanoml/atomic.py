@@ -86,10 +86,8 @@ def stage(path: Path, data: bytes) -> Path:
     or link) and return its name; removes it and re-raises on failure."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        with os.fdopen(fd, "wb") as f:      # no fsync: whole-or-nothing against a
+            f.write(data)                   # failing disk or process, not power loss
         os.chmod(tmp, _mode())
     except BaseException:
         _unlink(tmp)
