@@ -119,7 +119,7 @@ def test_json_lists_what_pyserial_lists_and_a_pty_is_not_a_listed_port():
     listed = sorted(p.device for p in list_ports.comports())
     assert sorted(p["device"] for p in doc["ports"] if p["mode"] != VIRTUAL) == listed
     # pyserial lists USB, platform and legacy serial devices, never pseudo-terminals
-    assert pty not in [p["device"] for p in doc["ports"]] + [p["target"] for p in doc["ports"]]
+    assert pty not in [p["device"] for p in doc["ports"]]
 
 
 def test_no_matching_port_is_exit_0_and_says_so():
@@ -156,9 +156,26 @@ def test_dangling_and_non_terminal_links_are_not_virtual_boards(tmp_path):
     m, s = os.openpty()
     try:
         (tmp_path / "live").symlink_to(os.ttyname(s))
+        # a dead sim's link whose pty number a newer pty took: the link is older than the pty
+        (tmp_path / "reused").symlink_to(os.ttyname(s))
+        made = os.stat(os.ttyname(s)).st_ctime
+        os.utime(tmp_path / "reused", (made - 60, made - 60), follow_symlinks=False)
         assert [(p.device, p.target) for p in virtual_boards(tmp_path)] == [
             (str(tmp_path / "live"), os.ttyname(s))]
     finally:
         os.close(m)
         os.close(s)
     assert virtual_boards(tmp_path / "missing") == []
+
+
+def test_documented_json_is_the_real_json():
+    """docs/ports.md's table against the real document (and its example too)."""
+    js = pytest.importorskip("test_json_schema")
+    rows = js.schema("ports/1")
+    js.check(json.loads(cli("--json").stdout), rows, "nanoml ports --json")
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "ports.md").read_text()
+    js.check(json.loads(doc.split("```json\n", 1)[1].split("```", 1)[0]), rows, "docs example")
+    from nanoml import __version__
+    real = survey(ports=[APP, BOOT, LEGACY]).to_json()
+    js.check({"nanoml_version": __version__, "schema": "ports/1", "exit_code": 0, "ok": True, **real},
+             rows, "with a board")

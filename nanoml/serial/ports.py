@@ -212,8 +212,10 @@ def virtual_board_dir() -> Path:
 
 
 def virtual_boards(folder: Path | None = None) -> list[PortInfo]:
-    """Links in `folder` to a terminal device that is there (a running sim);
-    dangling links (a sim killed with SIGKILL) are skipped."""
+    """Links in `folder` to a terminal device that is there (a running sim).
+    Skipped: dangling links (a sim killed with SIGKILL), and links older than
+    their pty (the sim makes its pty, then the link: a pty made after the link
+    is a new one that reuses the number of a dead sim's)."""
     folder = virtual_board_dir() if folder is None else folder
     out = []
     try:
@@ -225,7 +227,8 @@ def virtual_boards(folder: Path | None = None) -> list[PortInfo]:
             if not link.is_symlink():
                 continue
             target = os.path.realpath(link)
-            if not stat.S_ISCHR(os.stat(target).st_mode):
+            st = os.stat(target)
+            if not stat.S_ISCHR(st.st_mode) or os.lstat(link).st_mtime < st.st_ctime - 0.05:
                 continue
         except OSError:
             continue
