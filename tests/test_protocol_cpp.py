@@ -137,11 +137,8 @@ def _random_stream(rng: random.Random, n_lines: int, capacity: int) -> bytes:
     return b"".join(parts)
 
 
-@pytest.mark.parametrize("capacity", [1, 7, 64, 300])
-def test_frame_parsers_agree_on_random_streams(tool, capacity):
-    rng = random.Random(capacity)
-    stream = _random_stream(rng, 3000, capacity)
-    cpp = run(tool, "frames", capacity, stdin=stream).splitlines()
+def _py_verdicts(stream: bytes, capacity: int, rng: random.Random) -> list[str]:
+    """The Python frame parser's verdicts, in protocol_tool's "frames" format."""
     py = []
     parser = FrameParser(capacity)
     i = 0
@@ -151,10 +148,43 @@ def test_frame_parsers_agree_on_random_streams(tool, capacity):
             py.append(f"frame {e.seq} {len(e.payload)} {e.payload.hex()}" if e.ok
                       else f"reject {e.seq} {e.reason}")
         i += n
+    return py
+
+
+@pytest.mark.parametrize("capacity", [1, 7, 64, 300])
+def test_frame_parsers_agree_on_random_streams(tool, capacity):
+    rng = random.Random(capacity)
+    stream = _random_stream(rng, 3000, capacity)
+    cpp = run(tool, "frames", capacity, stdin=stream).splitlines()
+    py = _py_verdicts(stream, capacity, rng)
     assert cpp == py
     kinds = {line.split()[0] for line in cpp} | {line.split()[-1] for line in cpp
                                                  if line.startswith("reject")}
     assert {"frame", "reject", "crc", "len", "syntax"} <= kinds
+
+
+def test_both_frame_parsers_bound_hostile_frames(tool):
+    """Anything on the port: 5,000-digit numbers, endless hex, control bytes
+    and invalid UTF-8 are rejected by both parsers alike, in bounded memory,
+    and the valid frame after each is accepted."""
+    huge = b"9" * 5000
+    hostile = [
+        b"~nm in seq=" + huge + b" len=1 hex=00*0000\r\n",
+        b"~nm in seq=1 len=" + huge + b" hex=00*0000\r\n",
+        b"~nm in seq=4294967296 len=1 hex=00*0000\r\n",
+        b"~nm in seq=1 len=65 hex=" + b"00" * 65 + b"*0000\r\n",
+        b"~nm in seq=1 len=64 hex=" + b"A" * 100_000 + b"\r\n",
+        b"~nm in seq=1\x00 len=1 hex=00*0000\r\n",
+        b"~nm in seq=1 len=1 hex=\xff\xfe*0000\r\n",
+        b"~nm in " + bytes(range(256)) * 40 + b"\r\n",
+        b"x" * 200_000 + b"\r\n",
+    ]
+    stream = b"".join(h + P.encode_frame(i, bytes([i])) for i, h in enumerate(hostile))
+    cpp = run(tool, "frames", 64, stdin=stream).splitlines()
+    assert cpp == _py_verdicts(stream, 64, random.Random(4))
+    assert [v for v in cpp if v.startswith("frame")] == [
+        f"frame {i} 1 {i:02x}" for i in range(len(hostile))]
+    assert {v.split()[-1] for v in cpp if v.startswith("reject")} >= {"overflow", "len", "syntax"}
 
 
 @pytest.mark.parametrize("dtype", [9, 3, 7, 0, 2])
