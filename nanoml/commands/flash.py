@@ -51,7 +51,11 @@ def register(app: typer.Typer) -> None:
                                 verbose=verbose)
             if json_out:
                 result = flash(opts)
-                emit_json(result.to_json(), "flash/1", result.exit_code)
+                d = result.to_json()
+                if result.generated is not None:        # the build document's shapes
+                    from .build import to_json as build_json
+                    d["generated"] = build_json(result.generated)
+                emit_json(d, "flash/1", result.exit_code)
                 if result.ok and monitor:
                     raise typer.Exit(_monitor(result, port, json_out))
                 raise typer.Exit(result.exit_code)

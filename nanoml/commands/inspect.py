@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ._common import (BOARD_OPTION, JSON_OPTION, RUNTIME_OPTION, console, emit_json, esc,
-                      handle_errors)
+from ._common import (BOARD_OPTION, JSON_OPTION, RUNTIME_OPTION, InputSource, console, emit_json,
+                      esc, handle_errors, value_of)
 from .build import INPUT_HELP
 
 
@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., help="A .tflite model."),
         board: str = BOARD_OPTION,
         runtime: str = RUNTIME_OPTION,
-        input_source: str = typer.Option("serial", "--input", "-i", help=INPUT_HELP +
+        input_source: InputSource = typer.Option("serial", "--input", "-i", help=INPUT_HELP +
                                          " Counted in the footprint, as `build --input`."),
         profile: bool = typer.Option(False, "--profile",
                                      help="Count the profiling firmware (`build --profile`)."),
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         """
         with handle_errors(json_out):
             from ..model.inspect import inspect_model
-            report = inspect_model(str(model), board, runtime, input_kind=input_source,
+            report = inspect_model(str(model), board, runtime, input_kind=value_of(input_source),
                                    profile=profile)
             if json_out:
                 emit_json(to_json(report), "inspect/1", report.exit_code)

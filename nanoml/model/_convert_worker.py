@@ -110,6 +110,9 @@ def main(argv: list[str]) -> int:
         return 3
     except Exception as e:  # NanomlError from calibration checks, or the unexpected
         from nanoml.errors import NanomlError
+        if isinstance(e, OSError) and e.filename and str(e.filename).startswith(req["workdir"]):
+            from nanoml.atomic import os_error   # the temp folder's disk is full or read-only
+            e = os_error(e, e.filename)
         if isinstance(e, NanomlError):
             info = {"class": type(e).__name__, "message": e.message, "hint": e.hint,
                     "exit_code": e.exit_code}

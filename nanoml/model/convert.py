@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import errors, progress
-from ..atomic import check_output_file, write_atomic
+from ..atomic import check_output_file, os_error, write_atomic
 from ..errors import InputError, NanomlError, ToolError, UsageError
 from .quant import dequantize, quantize
 
@@ -359,7 +359,10 @@ def run_worker(request: dict, workdir: Path, timeout: int = WORKER_TIMEOUT_S,
     res = workdir / "result.json"
     log = workdir / "worker.log"
     request = dict(request, result=str(res), workdir=str(workdir))
-    req.write_text(json.dumps(request))
+    try:
+        req.write_text(json.dumps(request))
+    except OSError as e:
+        raise os_error(e, req) from None
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -426,7 +429,10 @@ def convert_model(src: str | Path, out: str | Path | None = None, quantize: str 
     if calib is not None:
         check_calibration(calib, samples)  # empty, NaN, absurd headers: before TensorFlow too
 
-    workdir = Path(tempfile.mkdtemp(prefix="nanoml-convert-"))
+    try:
+        workdir = Path(tempfile.mkdtemp(prefix="nanoml-convert-"))
+    except OSError as e:
+        raise os_error(e, Path(tempfile.gettempdir()) / "nanoml-convert-*", "create") from None
     try:
         tmp_out = workdir / "model.tflite"
         progress.report(f"converting with TensorFlow ({quantize})")
