@@ -131,7 +131,7 @@ def monitor_on(stream: bytes, *args, wait_connected: bool = True) -> tuple[int, 
     """Run `nanoml monitor -p PTY --json ARGS`, write `stream` once it has
     opened the port; its exit code, JSON lines (strict) and stderr."""
     board = PtyBoard()
-    child = Child("-p", board.path, "--json", *args)
+    child = Child("--port", board.path, "--json", *args)
     try:
         if wait_connected:
             first = child.read_lines(1)
@@ -237,7 +237,7 @@ def stats_after(seqs: list[int], dt: float = 0.01) -> MonitorStats:
 
 
 def test_seq_wraps_at_2_32_without_a_restart():
-    st = stats_after([P.UINT_MAX - 2, P.UINT_MAX - 1, P.UINT_MAX, 0, 1, 3])
+    st = stats_after([0xFFFFFFFD, 0xFFFFFFFE, 0xFFFFFFFF, 0, 1, 3])
     assert (st.missed, st.restarts) == (1, 0)
 
 
@@ -329,7 +329,7 @@ def test_live_view_draws_nan_inf_and_markup_from_the_board():
     term_m, term_s = os.openpty()
     env = dict(os.environ, COLUMNS="120", LINES="50", TERM="xterm-256color")
     env.pop("NO_COLOR", None)
-    proc = subprocess.Popen(nanoml("monitor", "-p", board.path, "--count", 4, "--labels", "[/bold],b"),
+    proc = subprocess.Popen(nanoml("monitor", "--port", board.path, "--count", 4, "--labels", "[/bold],b"),
                             stdin=term_s, stdout=term_s, stderr=term_s, env=env)
     os.close(term_s)
     screen = b""
@@ -383,7 +383,7 @@ def test_live_view_draws_nan_inf_and_markup_from_the_board():
 def test_closed_stdout_ends_the_monitor_quietly(mode):
     """`nanoml monitor ... | head -2`"""
     board = PtyBoard()
-    child = Child("-p", board.path, mode)
+    child = Child("--port", board.path, mode)
     try:
         i, end = 0, time.monotonic() + 30
         while len(child.read_lines(2, timeout=0.1)) < 2 and time.monotonic() < end:
@@ -409,7 +409,7 @@ def test_a_full_disk_ends_the_monitor_with_exit_2_after_its_summary(tmp_path):
     log = tmp_path / "full.jsonl"
     log.symlink_to("/dev/full")                     # every write: ENOSPC
     board = PtyBoard()
-    child = Child("-p", board.path, "--raw", "--count", 5, "--log", log)
+    child = Child("--port", board.path, "--raw", "--count", 5, "--log", log)
     try:
         i, end = 0, time.monotonic() + 30
         while child.alive() and time.monotonic() < end:     # until it has the port and stops
@@ -430,7 +430,7 @@ def test_a_full_disk_ends_the_monitor_with_exit_2_after_its_summary(tmp_path):
 @pytest.mark.parametrize("where", ["missing/folder/x.jsonl", "afile/x.csv"])
 def test_an_unusable_log_path_is_exit_2_before_connecting(tmp_path, where):
     (tmp_path / "afile").write_text("a file, not a folder")
-    r = subprocess.run(nanoml("monitor", "-p", "/dev/ttyNOPE9", "--log", tmp_path / where),
+    r = subprocess.run(nanoml("monitor", "--port", "/dev/ttyNOPE9", "--log", tmp_path / where),
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.splitlines()
@@ -576,3 +576,33 @@ def test_fuzz_monitor_on_a_pty_keeps_every_result():
         P.parse_line(v).fields["seq"] for v in valid if v.startswith(b"~nm res ")]
     assert len(of(recs, "hello")) + len(of(recs, "op")) + len(of(recs, "err")) + len(of(recs, "ack")) \
         == len(valid) - results
+
+
+def test_board_link_names_the_invalid_result_instead_of_failing():
+    """`validate`'s link: a result with a 5,000-digit field is an invalid line
+    (the timeout error says so), not an exception from int()."""
+    from nanoml.errors import NanomlError
+    from nanoml.serial.link import BoardLink
+
+    board = PtyBoard()
+
+    def answer():                                   # the board: read a frame, send its result
+        got, end = b"", time.monotonic() + 10
+        while not (b"~nm in " in got and got.endswith(b"\r\n")) and time.monotonic() < end:
+            r, _, _ = select.select([board.master], [], [], 0.2)
+            if r:
+                got += os.read(board.master, 4096)
+        seq = int(got.split(b"seq=")[1].split(b" ")[0])
+        board.write(P.encode_line("ack", {"seq": seq, "ok": True})
+                    + frame(b"~nm res seq=1 us=" + HUGE + b" out=0.5 top=0 frame=%d" % seq))
+
+    t = threading.Thread(target=answer, daemon=True)
+    try:
+        with BoardLink.open(board.path) as link:
+            t.start()
+            with pytest.raises(NanomlError) as e:
+                link.infer(b"\x01\x02", timeout=3)
+        t.join(5)
+    finally:
+        board.close()
+    assert "invalid line(s) from the board" in e.value.message and "us: " in e.value.message

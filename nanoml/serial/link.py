@@ -12,7 +12,7 @@ import time
 
 from ..errors import NanomlError
 from .ports import open_port
-from .protocol import Message, encode_frame
+from .protocol import Corrupt, Message, encode_frame
 from .stream import StreamDecoder
 
 
@@ -31,6 +31,7 @@ class BoardLink:
         self.seq = 0
         self.hello: dict | None = None
         self.other: list = []           # results and lines seen while waiting for something else
+        self.invalid: list[Corrupt] = []    # valid-checksum lines whose values broke their bounds
 
     @classmethod
     def open(cls, port: str, baud: int = 115200) -> "BoardLink":
@@ -55,6 +56,8 @@ class BoardLink:
             for p in self.decoder.feed(data):
                 if isinstance(p, Message) and p.type == "hello":
                     self.hello = p.fields
+                elif isinstance(p, Corrupt) and p.reason == "invalid":
+                    self.invalid.append(p)
                 yield p
 
     def wait_hello(self, timeout: float = 6.0) -> dict:
@@ -89,5 +92,7 @@ class BoardLink:
             else:
                 self.other.append(p)
         state = "acknowledged but no result" if acked else "no acknowledgement"
-        raise NanomlError(f"input frame {seq}: {state} within {timeout:g} s",
+        seen = (f"; {len(self.invalid)} invalid line(s) from the board, the last: "
+                f"{self.invalid[-1].detail}" if self.invalid else "")
+        raise NanomlError(f"input frame {seq}: {state} within {timeout:g} s{seen}",
                           hint="is the firmware built with --input serial?")
