@@ -59,6 +59,25 @@ def test_validate_sim_float_model(tmp_path):
     np.save(x, np.random.default_rng(1).uniform(-1, 1, (3, 28, 28, 1)).astype(np.float32))
     d = json.loads(run("validate", model, "--inputs", x, "--sim", "--json").stdout)
     assert d["passed"] and d["max_lsb"] is None and d["tolerances"]["atol"] == 1e-4
+    assert d["compared"] == "text" and d["max_abs_error"] == 0.0
+
+
+def test_compare_on_text_and_on_quantized_values():
+    from types import SimpleNamespace
+
+    from nanoml.validate.result import ValidateResult, compare
+    ref = SimpleNamespace(outputs=[0.123456789, float("nan"), 1e30], q=None, top=0)
+    s = compare(0, [0.123457, float("nan"), 1e30], None, 0, ref)          # the same, as text
+    assert (s.compared, s.max_abs_error, s.max_lsb) == ("text", 0.0, None)
+    s = compare(0, [0.123457, 0.0, 1e30], None, 0, ref)                   # a nan on one side
+    assert s.max_abs_error == float("inf")
+    s = compare(0, [0.123457, float("nan")], None, 0, ref)                # an output missing
+    assert s.max_abs_error == float("inf")
+    res = ValidateResult("device", "m", [s], atol=1.0, min_top1=0.0, output_scale=None)
+    assert not res.passed and res.to_json()["max_abs_error"] is None       # no Infinity token
+    ref = SimpleNamespace(outputs=[0.5, -0.25], q=[5, -3], top=0)
+    s = compare(0, [0.5, -0.2], [5, -1], 0, ref, scales=[0.1, 0.125])    # out= text ignored
+    assert (s.compared, s.max_lsb, s.max_abs_error) == ("q", 2, 0.25)
 
 
 def test_validate_sim_shared_person_detect(tmp_path):
