@@ -102,8 +102,13 @@ class SimProcess:
         if info.get("error"):
             raise NanomlError(f"the virtual board stopped: {info['error']}",
                               hint=info.get("hint"), exit_code=info.get("exit_code"))
-        raise NanomlError(f"the virtual board exited (code {self.proc.returncode})",
-                          hint=f"see {self._stderr_path}" if self._stderr_path.exists() else None)
+        try:
+            lines = self._stderr_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        said = f": {lines[-1].strip()[:200]}" if lines and lines[-1].strip() else ""
+        raise NanomlError(f"the virtual board exited (code {self.proc.returncode}){said}",
+                          hint="run `nanoml sim MODEL` on its own to see why")
 
     def sleep(self, seconds: float) -> None:
         """time.sleep that raises (check) when the sim has exited: for waiting loops."""
