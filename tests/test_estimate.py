@@ -496,20 +496,36 @@ def test_profile_help_names_the_real_project_default():
     assert "<model>-firmware" in out and "the model's directory" not in out
 
 
-def test_mutated_models_through_the_estimate():
-    """300 mutants of the small shared/example models through `profile --estimate
-    --json`, each in a child with 20 s and 1 GiB: no internal error, traceback,
-    signal or hang; every output strict JSON with finite numbers; exit 0/1/2/5."""
+FUZZ_MUTANTS = 200
+
+
+def test_mutated_models_through_the_estimate(tmp_path):
+    """Mutants of the small shared/example models through `profile --estimate --json`,
+    each in a child with 20 s and 1 GiB: no internal error, traceback, signal or hang;
+    every output strict JSON with finite numbers; exit 0/1/2/5."""
     counts: dict = {}
-    for what, data in mutant_set(300, seed=9):
-        import tempfile
-        with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
-            f.write(data)
-            f.flush()
-            r = run_cli(["profile", f.name, "--estimate", "--json"], timeout=20, mem_mb=1024)
+    p = tmp_path / "mutant.tflite"
+    for what, data in mutant_set(FUZZ_MUTANTS, seed=9):
+        p.write_bytes(data)
+        r = run_cli(["profile", str(p), "--estimate", "--json"], timeout=20, mem_mb=1024)
         assert not r.timed_out and r.signal is None, what
         assert not r.traceback and r.exit_code in (0, 1, 2, 5), (what, r.exit_code, r.stderr[-800:])
         d = _strict_json(r.stdout)
         assert all(math.isfinite(x) for x in _numbers(d)), what
         counts[r.exit_code] = counts.get(r.exit_code, 0) + 1
-    assert sum(counts.values()) == 300 and counts.get(0, 0) > 0 and counts.get(2, 0) > 0, counts
+    assert sum(counts.values()) == FUZZ_MUTANTS and counts.get(0) and counts.get(2), counts
+
+
+def test_reports_flag_missing_figures_and_verdict_errors(tmp_path):
+    """--report says "not measured", "at least" and why the model cannot run."""
+    from nanoml.boards import get_board
+    from nanoml.profile.estimate import estimate
+    from nanoml.profile.report import to_html, to_markdown
+    p = tmp_path / "m.tflite"
+    p.write_bytes(_conv("int16"))
+    md = to_markdown(estimate(p, RUNTIME, get_board(None)))
+    assert "not measured" in md and "at least" in md and "Cannot run" not in md
+    p.write_bytes(_conv("float32", "int8"))
+    r = estimate(p, RUNTIME, get_board(None))
+    assert r.exit_code == 1 and "hybrid" in to_markdown(r).lower()
+    assert "Cannot run on the board" in to_html(r)

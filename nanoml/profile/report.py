@@ -81,6 +81,8 @@ def to_markdown(r: ProfileResult, width: int = 30) -> str:
                 else timing_cells(layer)[0])
         out.append(f"{f'{layer.index} {layer.op}':<{label_w}} |{bar:<{width + 1}} {tail}")
     out.append("```")
+    if r.errors:
+        out += ["", "## Cannot run on the board", ""] + [f"- {m}" for m in r.errors]
     if r.notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
     return "\n".join(out) + "\n"
@@ -109,12 +111,14 @@ def to_html(r: ProfileResult) -> str:
             f"<span style='width:{pct:.1f}%'></span></div></td></tr>")
     summary = "".join(f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _summary(r))
     notes = "".join(f"<li>{e(n)}</li>" for n in r.notes)
+    errors = "".join(f"<li>{e(m)}</li>" for m in r.errors)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>nanoml profile: {e(r.model)}</title><style>{_CSS}</style></head><body>"
             f"<h1>nanoml profile</h1><table>{summary}</table>"
             "<h2>Per operator</h2><table><tr><th>#</th><th>op</th><th>output shape</th>"
             "<th>MACs</th><th>cycles</th><th>ms</th><th>%</th><th>cycles/MAC</th>"
             f"<th>time</th></tr>{''.join(rows)}</table>"
+            + (f"<h2>Cannot run on the board</h2><ul>{errors}</ul>" if errors else "")
             + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
             + "</body></html>\n")
 
