@@ -209,7 +209,7 @@ def test_verdict_refuses_negative_dimensions_and_macs(tmp_path):
     assert "bad_dimension" in codes and "bad_macs" in codes and not v.can_run
 
 
-def test_absurd_figures_are_refused_and_kept_out_of_json(tmp_path):
+def test_absurd_figures_are_refused_and_kept_out_of_json(tmp_path, capsys):
     from nanoml.boards import get_board
     from nanoml.model import tflite
     from nanoml.model.inspect import InspectReport
@@ -226,6 +226,10 @@ def test_absurd_figures_are_refused_and_kept_out_of_json(tmp_path):
     text = json.dumps(d, allow_nan=False)
     assert str(6 * 10 ** 37)[:10] not in text
     assert d["arena_bytes"] is None and d["ram_bytes"] is None and d["can_run"] is False
+    from nanoml.commands.inspect import render
+    render(rep)                                       # the table too: no figure, no crash
+    out = capsys.readouterr().out
+    assert "n/a" in out and "cannot run" in out and "6,000,000,000" not in out
 
 
 # ------------------------------------------------------------------ footprint

@@ -61,6 +61,11 @@ def _fmt_q(t: dict) -> str:
     return f"s={t['scale']:.3g} zp={t['zero_point']}"
 
 
+def _b(v) -> str:
+    """A byte figure; None is one the verdict found not real (`absurd_size`)."""
+    return f"{v:,} B" if isinstance(v, int) else "n/a"
+
+
 def render(report) -> None:
     from rich.table import Table
     c = console()
@@ -109,19 +114,20 @@ def render(report) -> None:
     a = d["arena"]
     label = "" if a.get("exact", True) else " [yellow](upper bound)[/]"
     c.print(f"MACs {d['macs']:,}   parameters {d['params']:,} ({d['param_bytes']:,} B)")
-    c.print(f"Tensor arena: minimal working {a['min_bytes']:,} B{label}, "
-            f"arena_used_bytes() {a['used_bytes']:,} B  [dim]({esc(a.get('method', ''))})[/]")
+    c.print(f"Tensor arena: minimal working {_b(a['min_bytes'])}{label}, "
+            f"arena_used_bytes() {_b(a['used_bytes'])}  [dim]({esc(a.get('method', ''))})[/]")
     if a.get("breakdown"):
         c.print("  " + esc(", ".join(f"{k} {v:,} B" for k, v in a["breakdown"].items()
                                      if isinstance(v, int))))
     lim = d["limits"]
     for kind, key in (("Flash", "flash"), ("RAM", "ram")):
         used, cap = d[f"{key}_bytes"], lim[f"{key}_bytes"]
-        ok = d["fits"][key]
-        pct = 100.0 * used / cap
+        ok = d["fits"][key] and used is not None
+        pct = f"{100.0 * used / cap:.1f}%" if used is not None else "n/a"
         colour = "green" if ok else "red"
-        parts = esc(", ".join(f"{k} {v:,}" for k, v in d["footprint"][key].items()))
-        c.print(f"{kind:5} [{colour}]{used:>9,} B of {cap:,} B ({pct:.1f}%)[/]  [dim]{parts}[/]")
+        parts = esc(", ".join(f"{k} {_b(v)}" for k, v in d["footprint"][key].items()
+                              if isinstance(v, int) or v is None))
+        c.print(f"{kind:5} [{colour}]{_b(used):>11} of {cap:,} B ({pct})[/]  [dim]{parts}[/]")
     for p in d["problems"]:
         colour = {"error": "red", "warning": "yellow"}.get(p["level"], "cyan")
         c.print(f"[{colour}]{esc(p['level'])}:[/] {esc(p['message'])}", soft_wrap=True)
