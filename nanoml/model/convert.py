@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -334,13 +333,6 @@ def _worker_error(info: dict) -> NanomlError:
                info.get("exit_code"))
 
 
-def _signal_name(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return f"signal {sig}"
-
-
 def _tail(path: Path, n: int = 1) -> str:
     try:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
@@ -382,11 +374,12 @@ def run_worker(request: dict, workdir: Path, timeout: int = WORKER_TIMEOUT_S,
         except ValueError:
             result = None
     if p.returncode < 0 or p.returncode >= 128 and result is None:
+        from ..sim.isolated import signal_name
         sig = -p.returncode if p.returncode < 0 else p.returncode - 128
         alt = "float16/none" if request["quantize"] == "int8" else (
             "none" if request["quantize"] == "float16" else "int8")
         raise ToolError(
-            f"the TensorFlow converter crashed ({_signal_name(sig)}, signal {sig}) while converting {what}",
+            f"the TensorFlow converter crashed ({signal_name(sig)}, signal {sig}) while converting {what}",
             f"try --quantize {alt}, or simplify the model (e.g. unroll or drop recurrent layers); "
             "re-run with --debug to see the converter's output")
     if result is None:

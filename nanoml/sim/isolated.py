@@ -53,7 +53,8 @@ class HostInterpreterError(InputError):
 _HINT = "check the model with `nanoml inspect`"
 
 
-def _signal_name(sig: int) -> str:
+def signal_name(sig: int) -> str:
+    """SIGSEGV for 11 (what a child process died of)."""
     try:
         return signal.Signals(sig).name
     except ValueError:
@@ -274,7 +275,7 @@ class HostInterpreter:
         if sig == signal.SIGKILL:
             what = "was killed (SIGKILL), probably out of memory,"
         elif sig is not None:
-            what = f"crashed ({_signal_name(sig)})"
+            what = f"crashed ({signal_name(sig)})"
         else:
             what = "exited unexpectedly"
         raise HostInterpreterError(
