@@ -25,7 +25,7 @@ import pytest
 
 from mutants import mutant_set, reference, run_cli, seed_models
 
-MUTANTS = int(os.environ.get("NANOML_FUZZ_BUILD_MUTANTS", "500"))
+MUTANTS = int(os.environ.get("NANOML_FUZZ_BUILD_MUTANTS", "400"))
 SEED = int(os.environ.get("NANOML_FUZZ_SEED", "17"))
 RAM_FOR_ARENA = 262_144 - 44_552      # nano33ble_sense: RAM minus the empty sketch's
 
