@@ -100,7 +100,7 @@ def _limit_memory(arena_size: int) -> int | None:
 
 def _die_with_parent() -> None:
     try:                          # Linux: PR_SET_PDEATHSIG, so no worker outlives nanoml
-        import ctypes
+        import ctypes             # (imported by the parent before the fork)
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
@@ -182,10 +182,15 @@ class HostInterpreter:
     def __init__(self, data: bytes, arena_size: int, n_inputs: int, n_outputs: int, *,
                  deadline: Deadline | float | None = None, step_timeout: float = STEP_TIMEOUT_S,
                  start_timeout: float | None = None, serve: bool = True):
+        import ctypes  # noqa: F401 - the worker's imports, done before the fork
+        import faulthandler  # noqa: F401
         import multiprocessing
+        import resource  # noqa: F401
         import tempfile
         import threading
-        from tflite_micro.python.tflite_micro import runtime   # imported once, before the fork
+
+        import numpy  # noqa: F401
+        from tflite_micro.python.tflite_micro import runtime
         self._pid = None
         if not 0 < arena_size <= MAX_ARENA_BYTES:
             raise InputError(f"arena of {arena_size:,} B for the host interpreter: out of range",
