@@ -30,18 +30,19 @@ CLI_TIMEOUT_S = 30
 CLI_MEMORY_MB = 1024
 
 
-def _warm() -> None:
-    """Import in the parent what every forked child would otherwise import again."""
-    import multiprocessing.connection  # noqa: F401
-    import numpy  # noqa: F401
-    import rich.console  # noqa: F401
-    import rich.table  # noqa: F401
-    from tflite_micro.python.tflite_micro import runtime  # noqa: F401
+WARM = ("multiprocessing.connection", "numpy", "rich.console", "rich.table",
+        "tflite_micro.python.tflite_micro.runtime", "nanoml.cli", "nanoml.memory",
+        "nanoml.model.inspect", "nanoml.model.verdict", "nanoml.sim.isolated")
 
-    import nanoml.cli  # noqa: F401
-    import nanoml.memory  # noqa: F401
-    import nanoml.model.inspect  # noqa: F401
-    import nanoml.sim.isolated  # noqa: F401
+
+def _warm() -> None:
+    """Import in the parent what every forked child would otherwise import again (a
+    speed-up only: a module this version does not have is simply not warmed)."""
+    import importlib
+    import importlib.util
+    for name in WARM:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name)
 
 
 def _one(job):
