@@ -145,6 +145,36 @@ def test_host_interpreter_crash_is_an_error_not_a_signal():
         assert outs[0].shape == (1, 1) and us >= 0
 
 
+def test_a_worker_that_overruns_its_step_is_killed():
+    """A step that takes longer than allowed (here: person_detect's start-up, which
+    takes tenths of a second, against 20 ms) ends as "hung", the worker killed; the
+    command's deadline ends it as TimedOut (exit 1) instead."""
+    from nanoml.sim.deadline import Deadline, TimedOut
+    from nanoml.sim.isolated import HostInterpreter, HostInterpreterError
+    data = shared_path("models", "person_detect.tflite").read_bytes()
+    before = _children()
+    with pytest.raises(HostInterpreterError) as e:
+        HostInterpreter(data, 1 << 20, 1, 1, step_timeout=0.02)
+    assert e.value.status == "hung" and "did not finish" in e.value.message
+    with pytest.raises(TimedOut) as t:
+        HostInterpreter(data, 1 << 20, 1, 1, deadline=Deadline(0.02))
+    assert t.value.exit_code == 1 and "timed out after 0.02 s" in t.value.message
+    assert _children() <= before                 # both workers killed and reaped
+
+
+def _children() -> set[int]:
+    """This process's child processes (zombies included)."""
+    me, out = os.getpid(), set()
+    for d in Path("/proc").iterdir():
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+            out.add(int(d.name))
+    return out
+
+
 def test_sim_arena_too_small_names_the_arena_needed():
     from nanoml.sim.isolated import probe
     r = run_cli(["sim", str(SINE), "--arena", "100", "--count", "1", "--no-link", "--json"],
