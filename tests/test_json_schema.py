@@ -158,16 +158,17 @@ def test_the_tables_parse_and_name_their_schema():
             "convert/1", "flash/1", "ports/1"} <= set(s)
 
 
-def test_inspect(tmp_path):
-    d = only(["inspect", GESTURE])
-    assert d["schema"] == "inspect/1" and d["ok"] is True
-    check(d, schema("inspect/1"), "inspect")
-
-
-def test_boards():
-    d = only(["boards"])
-    assert d["schema"] == "boards/1"
-    check(d, schema("boards/1"), "boards")
+@pytest.mark.parametrize("args, name", [
+    (["inspect", GESTURE], "inspect/1"),
+    (["boards"], "boards/1"),
+    (["profile", GESTURE, "--estimate"], "profile/1"),
+    (["validate", GESTURE, "--inputs", INPUTS, "--sim", "--limit", 4], "validate/1"),
+    (["ports"], "ports/1"),
+])
+def test_one_document_commands(args, name):
+    d = only(args)
+    assert d["schema"] == name and d["ok"] is True
+    check(d, schema(name), " ".join(map(str, args[:1] + args[2:3])))
 
 
 def test_build_no_compile(tmp_path):
@@ -176,22 +177,10 @@ def test_build_no_compile(tmp_path):
     check(d, schema("build/1"), "build --no-compile")
 
 
-def test_profile_estimate():
-    d = only(["profile", GESTURE, "--estimate"])
-    assert d["schema"] == "profile/1" and d["source"] == "estimate"
-    check(d, schema("profile/1"), "profile --estimate")
-
-
 def test_profile_sim(tmp_path):
     d = only(["profile", GESTURE, "--sim", "--count", 3, "--no-record"], cwd=tmp_path)
     assert d["source"] == "sim"
     check(d, schema("profile/1"), "profile --sim")
-
-
-def test_validate_sim():
-    d = only(["validate", GESTURE, "--inputs", INPUTS, "--sim", "--limit", 4])
-    assert d["schema"] == "validate/1"
-    check(d, schema("validate/1"), "validate --sim")
 
 
 def test_monitor_sim_summary():
@@ -219,12 +208,6 @@ def test_errors():
     d = only(["build", GESTURE, "--format", "zip"])        # a usage error of click's
     assert d["exit_code"] == 2
     check(d, schema("error/1"), "usage error")
-
-
-def test_ports():
-    d = only(["ports"])
-    assert d["schema"] == "ports/1"
-    check(d, schema("ports/1"), "ports")
 
 
 def test_flash_without_a_board_is_an_error_document(tmp_path):
