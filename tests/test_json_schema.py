@@ -247,3 +247,44 @@ def test_the_checker_catches_drift_both_ways():
                 {**good, "l": [{"x": 1.0, "y": 2}]}):     # list element key not documented
         with pytest.raises(AssertionError):
             check(bad, rows)
+
+
+# ---------------------------------------------------------------- no NaN / Infinity tokens
+
+def _strict(text: str):
+    def refuse(token):
+        raise AssertionError(f"bare {token} in the JSON output")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_non_finite_numbers_are_null(tmp_path, capsys):
+    import numpy as np
+
+    from nanoml.commands._common import emit_json
+    emit_json({"a": float("nan"), "b": [float("inf"), -float("inf")], "c": np.float32("nan"),
+               "d": np.array([1.5, np.nan]), "e": (2.5,)}, "test/1", 0)
+    d = _strict(capsys.readouterr().out)
+    assert (d["a"], d["b"], d["c"], d["d"], d["e"]) == (None, [None, None], None, [1.5, None], [2.5])
+    assert d["schema"] == "test/1" and d["exit_code"] == 0 and d["ok"] is True
+
+
+def test_a_model_with_nan_scales_gives_strict_json(tmp_path):
+    """A tensor whose quantization scale is NaN (a mutant of the campaign): whatever
+    inspect and profile --estimate make of it, their JSON has no NaN token."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+    m = s.ModelT.InitFromPackedBuf(GESTURE.read_bytes(), 0)
+    for t in m.subgraphs[0].tensors:
+        if t.quantization is not None and t.quantization.scale is not None:
+            t.quantization.scale = [float("nan")] * len(t.quantization.scale)
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    p = tmp_path / "nan_scale.tflite"
+    p.write_bytes(bytes(b.Output()))
+    for args in (["inspect", p], ["profile", p, "--estimate"]):
+        proc = subprocess.run([sys.executable, "-m", "nanoml", *map(str, args), "--json"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 70 and "Traceback" not in proc.stderr, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert len(lines) == 1, proc.stdout
+        assert _strict(lines[0])["exit_code"] == proc.returncode
