@@ -152,10 +152,13 @@ def _cpi_note(res: ProfileResult, model: Model, runtime_id: str, board) -> None:
         return
     try:
         from .estimate import estimate_layers
-        _, instr, prior, _ = estimate_layers(model, runtime_id, board.clock_hz)
+        layers, instr, prior, _ = estimate_layers(model, runtime_id, board.clock_hz)
     except Exception:  # noqa: BLE001 - a note, not a result
         return
-    if instr > 0:
+    if any(not layer.estimated for layer in layers):   # instr is then a lower bound
+        res.notes.append("no CPI figure: the latency model has no measured coefficients "
+                         "for some of these operators (see `profile --estimate`)")
+    elif instr > 0:
         res.notes.append(f"measured cycles / estimated instructions = "
                          f"{res.total_cycles / instr:.3f} (the estimate assumes CPI {prior:g})")
 
