@@ -171,6 +171,14 @@ def test_one_document_commands(args, name):
     check(d, schema(name), " ".join(map(str, args[:1] + args[2:3])))
 
 
+def test_inspect_with_problems(tmp_path):
+    """A model that cannot run (a custom op): the problem entries are checked too."""
+    from test_cli_vocabulary import _custom_op_model
+    d = only(["inspect", _custom_op_model(tmp_path / "custom.tflite", "MyOp")])
+    assert d["exit_code"] == 1 and d["ok"] is False and d["problems"]
+    check(d, schema("inspect/1"), "inspect (cannot run)")
+
+
 def test_build_no_compile(tmp_path):
     d = only(["build", GESTURE, "--no-compile", "-o", tmp_path / "fw"])
     assert d["schema"] == "build/1" and d["compiled"] is False
