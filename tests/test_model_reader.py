@@ -97,9 +97,12 @@ CASES = {
         ["operator 1", "intermediate tensor 7"], {"refused"}),
     "buffer index out of range": (set_attr(lambda m: tensor(m, 4), "buffer", 65535),
                                   ["tensor 4", "buffer 65535"], None),
-    "constant shorter than its shape": (
-        set_attr(lambda m: m.buffers[tensor(m, 4).buffer], "data", [1] * 100),
-        ["tensor 4", "100 bytes", "needs 256"], None),
+    "constant read past the end of the file": (
+        set_attr(lambda m: tensor(m, 4), "shape", [16, 65536]),
+        ["tensor 4", "256 bytes", "needs 1,048,576", "past the end of the file"], None),
+    "operator output with constant data": (
+        set_attr(lambda m: tensor(m, 7), "buffer", 3),
+        ["operator 0 (FULLY_CONNECTED) output tensor 7", "constant data"], None),
     "opcode index out of range": (
         set_attr(lambda m: m.subgraphs[0].operators[2], "opcodeIndex", 7),
         ["operator 2", "operator code 7"], {"refused"}),
@@ -182,10 +185,12 @@ def test_accepted_as_tflm_accepts():
         oc.builtinCode = 999                                # a code no operator uses
         m.operatorCodes.append(oc)
         tensor(m, 3).quantization.quantizedDimension = 5    # out of range, as person_detect's
+        m.buffers[tensor(m, 5).buffer].data = [0] * 60      # short, but inside the file
     data = mutate(SINE, change)
     assert reference(data).status == "ok"
     m = tflite.load_bytes(data)
     assert m.main.tensors[0].shape_signature == [-1, 1]
+    assert any("tensor 5" in w and "60 bytes" in w for w in m.warnings), m.warnings
 
 
 def test_quantization_as_tflm_copies_it():

@@ -322,10 +322,14 @@ def _read_options(op_name: str, t: Table | None, union_type: int) -> dict:
     return out
 
 
-def _read_buffers(root: Table, buf: Buf) -> list[memoryview | None]:
+def _read_buffers(root: Table, buf: Buf) -> tuple[list[memoryview | None], list[int]]:
+    """Each buffer's data (None when empty), and the bytes from its start to the
+    end of the file."""
     out: list[memoryview | None] = []
+    room: list[int] = []
     for i, b in enumerate(root.tables(F_MODEL["buffers"])):
         view = b.bytes_view(F_BUFFER["data"])
+        room.append(buf.size - b.vector_info(F_BUFFER["data"])[0])
         if not len(view) and b.scalar(F_BUFFER["offset"], "Q", 0) > 1 \
                 and b.scalar(F_BUFFER["size"], "Q", 0):
             # TFLM reads only Buffer.data: weights stored after the flatbuffer
@@ -333,7 +337,7 @@ def _read_buffers(root: Table, buf: Buf) -> list[memoryview | None]:
             raise _Refuse(f"buffer {i} keeps its data outside the flatbuffer "
                           "(offset/size): TFLM does not read such buffers")
         out.append(view if len(view) else None)
-    return out
+    return out, room
 
 
 def _read_opcodes(root: Table) -> list[OpCode]:
@@ -365,7 +369,7 @@ def _read_quant(t: Table) -> Quantization | None:
                         axis=q.scalar(F_QUANTIZATION_PARAMETERS["quantized_dimension"], "i", 0))
 
 
-def _read_tensor(ti: int, t: Table, buffers: list[memoryview | None],
+def _read_tensor(ti: int, t: Table, buffers: list[memoryview | None], room: list[int],
                  warnings: list[str]) -> Tensor:
     name = _display_string(t, F_TENSOR["name"], f"tensor_{ti}")
     code = t.scalar(F_TENSOR["type"], "b", 0)
@@ -383,7 +387,7 @@ def _read_tensor(ti: int, t: Table, buffers: list[memoryview | None],
                     buffer=b, quant=_read_quant(t),
                     is_variable=bool(t.scalar(F_TENSOR["is_variable"], "?", False)),
                     data=buffers[b], shape_signature=_signature(t))
-    _check_tensor(tensor, where, warnings)
+    _check_tensor(tensor, where, warnings, room[b])
     return tensor
 
 
@@ -394,7 +398,7 @@ def _signature(t: Table) -> list[int] | None:
         return None
 
 
-def _check_tensor(t: Tensor, where: str, warnings: list[str]) -> None:
+def _check_tensor(t: Tensor, where: str, warnings: list[str], room: int) -> None:
     if any(d < 0 for d in t.shape):
         # TFLM sizes and plans every non-constant tensor from its shape (a -1 in
         # shape_signature is fine: TFLM never reads it). A constant's shape is
@@ -409,12 +413,15 @@ def _check_tensor(t: Tensor, where: str, warnings: list[str]) -> None:
         raise _Refuse(f"{where}: shape {t.shape} of {t.dtype} is {n * size:,} bytes, more than "
                       "TFLM's 32-bit sizes can hold")
     if t.data is not None and t.dtype != "resource" and len(t.data) < t.nbytes:
-        # TFLM does not check this, but its kernels read shape x dtype bytes:
-        # past the buffer, into the rest of the model or past the end of the
-        # file (the host interpreter then computes garbage or crashes). A longer
-        # buffer is accepted, as TFLM ignores the rest.
-        raise _Refuse(f"{where}: constant data is {len(t.data):,} bytes but shape {t.shape} "
-                      f"of {t.dtype} needs {t.nbytes:,}")
+        # TFLM does not check this: its kernels read shape x dtype bytes from
+        # the buffer's start. Within the file they read the model's next bytes
+        # (the host interpreter runs; reported); past its end they read memory
+        # that is not the model (the host interpreter crashes): refused.
+        msg = (f"{where}: constant data is {len(t.data):,} bytes but shape {t.shape} "
+               f"of {t.dtype} needs {t.nbytes:,}")
+        if t.nbytes > room:
+            raise _Refuse(f"{msg}, past the end of the file")
+        warnings.append(msg)
     q = t.quant
     # TFLM's allocator copies per-channel scales and quantized_dimension
     # unchecked (only some kernels compare them with the shape, e.g. CONV_2D's
@@ -485,12 +492,12 @@ def _check_options(where: str, op: str, options: dict, first_input: Tensor | Non
         raise _Refuse(f"{where}: weights_format {wf} is not in the schema")
 
 
-def _read_subgraph(si: int, sg: Table, opcodes: list[OpCode],
-                   buffers: list[memoryview | None], warnings: list[str]) -> Subgraph:
+def _read_subgraph(si: int, sg: Table, opcodes: list[OpCode], buffers: list[memoryview | None],
+                   room: list[int], warnings: list[str]) -> Subgraph:
     if not sg.has(F_SUB_GRAPH["tensors"]):
         raise _Refuse("has no tensor list")
     mine: list[str] = []
-    tensors = [_read_tensor(ti, t, buffers, mine)
+    tensors = [_read_tensor(ti, t, buffers, room, mine)
                for ti, t in enumerate(sg.tables(F_SUB_GRAPH["tensors"]))]
     warnings.extend(f"subgraph {si}: {w}" for w in mine)
     inputs = sg.scalars(F_SUB_GRAPH["inputs"], "i")
@@ -500,6 +507,7 @@ def _read_subgraph(si: int, sg: Table, opcodes: list[OpCode],
     operators = [_read_operator(oi, o, opcodes, tensors)
                  for oi, o in enumerate(sg.tables(F_SUB_GRAPH["operators"]))]
     _check_zero_dims(tensors, inputs, outputs, operators)
+    _check_written(tensors, inputs, operators)
     return Subgraph(index=si, name=_display_string(sg, F_SUB_GRAPH["name"], ""), tensors=tensors,
                     inputs=inputs, outputs=outputs, operators=operators)
 
@@ -518,6 +526,18 @@ def _check_zero_dims(tensors: list[Tensor], inputs: list[int], outputs: list[int
         if t is not None and not t.is_const and 0 in t.shape and t.shape != [0]:
             raise _Refuse(f"tensor {i} {_label(t.name)}: shape {t.shape} has a zero dimension "
                           "(TFLM treats it as a dynamic tensor, which it does not support)")
+
+
+def _check_written(tensors: list[Tensor], inputs: list[int], operators: list[Operator]) -> None:
+    """Tensors TFLM writes (subgraph inputs, operator outputs) must not be
+    constants: TFLM would write into the model (flash, on the board)."""
+    for what, indices in [("subgraph input", inputs)] + [
+            (f"operator {op.index} ({op.display_name}) output", op.outputs) for op in operators]:
+        for i in indices:
+            t = tensors[i]
+            if t.is_const and not t.is_variable:
+                raise _Refuse(f"{what} tensor {i} {_label(t.name)} has constant data "
+                              f"(buffer {t.buffer}): TFLM would write into the model")
 
 
 def _read_metadata(root: Table, buffers: list[memoryview | None],
@@ -569,12 +589,12 @@ def _parse(data: bytes, path: str) -> Model:
         raise ModelError(f"{path}: unsupported TFLite schema version {version} (expected 3)")
     try:
         opcodes = _read_opcodes(root)
-        buffers = _read_buffers(root, buf)
+        buffers, room = _read_buffers(root, buf)
         subgraphs = []
         warnings: list[str] = []
         for si, sg in enumerate(root.tables(F_MODEL["subgraphs"])):
             try:
-                subgraphs.append(_read_subgraph(si, sg, opcodes, buffers, warnings))
+                subgraphs.append(_read_subgraph(si, sg, opcodes, buffers, room, warnings))
             except _Refuse as e:
                 raise _Refuse(f"subgraph {si}: {e}") from None
         if not subgraphs:
