@@ -179,7 +179,7 @@ class SimModel:
 
 def default_arena(model_bytes: int) -> int:
     """The host interpreter's arena when none is given."""
-    return max(DEFAULT_MIN_ARENA, 10 * model_bytes)
+    return min(MAX_ARENA_BYTES, max(DEFAULT_MIN_ARENA, 10 * model_bytes))
 
 
 def _given_arena_timeout(model, data: bytes, arena_size: int, deadline) -> float | None:
