@@ -10,7 +10,7 @@ a newline is kept). Memory stays bounded by HOST_MAX_LINE whatever arrives.
 
 from __future__ import annotations
 
-from .protocol import HOST_MAX_LINE, PREFIX, Corrupt, Foreign, Parsed, parse_line, parse_lines
+from .protocol import HOST_MAX_LINE, PREFIX, Corrupt, Foreign, Parsed, parse_lines
 
 _KEEP = len(PREFIX) - 1         # dropped bytes kept: a "~nm " split over two reads
 
