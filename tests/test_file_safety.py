@@ -123,6 +123,24 @@ def test_no_write_through_a_symlink(victim_tree, link, force):
     assert no_temp_files(tmp_path) == []
 
 
+def test_manifest_cannot_delete_the_users_own_files(victim_tree):
+    """Inside the folder too: only names a build generates can be removed as stale."""
+    tmp_path, outside, model, proj = victim_tree
+    mine = {"notes.txt": "my notes\n", "src/mine.cpp": "// mine\n", "lib/x/x.h": "// x\n",
+            "other.ino": "// a tab of mine\n", ".git/config": "[core]\n"}
+    for rel, text in mine.items():
+        (proj / rel).parent.mkdir(parents=True, exist_ok=True)
+        (proj / rel).write_text(text)
+    mpath = proj / ".nanoml" / "manifest.json"
+    m = json.loads(mpath.read_text())
+    m["files"].update({rel: sha(proj / rel) for rel in mine})
+    mpath.write_text(json.dumps(m))
+    r = build(make_model(tmp_path / "m.tflite", outputs=3), proj, "--force")
+    assert r.exit_code == 0, r.stderr
+    assert {rel: (proj / rel).read_text() for rel in mine} == mine
+    assert sorted(json.loads(r.stdout)["files"]["ignored"]) == sorted(mine)
+
+
 def test_a_project_can_still_be_rebuilt_and_its_stale_files_removed(victim_tree):
     """The safety checks keep the normal behaviour: stale nanoml files go, own files stay."""
     tmp_path, outside, model, proj = victim_tree

@@ -18,7 +18,7 @@ from .advice import network_advice
 from .pio import DEFAULT_BUILD_TIMEOUT, PioResult, pio_command, run_pio
 from .preflight import offline_reason
 from .project import WriteReport, read_manifest, sync_files
-from .render import platformio_env, render_project
+from .render import is_generated_name, platformio_env, render_project
 from .spec import FirmwareSpec, c_name, make_spec
 
 _SKETCH_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -129,7 +129,7 @@ def generate(opts: BuildOptions) -> BuildResult:
             "input": spec.input, "profile": spec.profile, "model": Path(spec.model_path).name,
             "model_sha256": spec.model.sha256, "arena_bytes": spec.arena.size,
             "env": platformio_env(spec) if spec.fmt == "platformio" else None}
-    report = sync_files(out, files, force=opts.force, meta=meta)
+    report = sync_files(out, files, force=opts.force, meta=meta, generated=lambda rel: is_generated_name(rel, out.name))
     res = BuildResult(spec=spec, project_dir=out, files=report, local=local)
     if report.edited:
         res.notes.append("kept your edits (nanoml's version did not change): "

@@ -16,7 +16,8 @@ nanoml records the files it wrote, with the SHA-256 of what it wrote, in
 Nothing outside the folder is ever written or deleted, whatever the manifest
 says (it comes with the folder, possibly from someone else): a manifest entry
 that is absolute, climbs with `..`, or passes through a symbolic link is ignored
-(reported in `ignored`), and nanoml never writes through a link. Files are
+(reported in `ignored`), and so is one naming a file no build generates (a manifest
+cannot make nanoml delete the user's own files); nanoml never writes through a link. Files are
 written to temp files beside them and renamed into place, all of them only after
 every temp file was written, the manifest last: a full or read-only disk leaves
 the folder as it was (UsageError, exit 2).
@@ -31,6 +32,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from .. import __version__
 from ..atomic import os_error, probe_folder, stage
@@ -95,14 +97,16 @@ def inside(root: Path, rel: object) -> Path | None:
     return p
 
 
-def _owned(manifest: dict, root: Path) -> tuple[dict[str, str], list[str]]:
+def _owned(manifest: dict, root: Path,
+           generated: Callable[[str], bool]) -> tuple[dict[str, str], list[str]]:
     """The manifest's {path: sha256} entries that are safe to act on, and the ignored ones."""
     files = manifest.get("files", {})
     if not isinstance(files, dict):
         return {}, ([f"{MANIFEST}: 'files' is not a table"] if files else [])
     owned, ignored = {}, []
     for rel, digest in files.items():
-        if inside(root, rel) is None or not isinstance(digest, str) or not _HEX64.match(digest):
+        if inside(root, rel) is None or not isinstance(digest, str) \
+                or not _HEX64.match(digest) or not generated(rel):
             ignored.append(str(rel)[:200])
         else:
             owned[rel] = digest
@@ -158,13 +162,16 @@ def _check_root(root: Path) -> None:
 
 
 def sync_files(root: Path, files: dict[str, bytes], force: bool = False,
-               meta: dict | None = None) -> WriteReport:
-    """Bring `root` to contain `files` (relative path -> content); see module doc."""
+               meta: dict | None = None,
+               generated: Callable[[str], bool] = lambda rel: True) -> WriteReport:
+    """Bring `root` to contain `files` (relative path -> content); see module doc.
+    `generated(rel)`: whether a manifest entry names a file nanoml can generate at all
+    (others are ignored, never deleted)."""
     shown = Path(root)
     _check_root(shown)
     root = shown.resolve()
     manifest = read_manifest(root)
-    owned, ignored = _owned(manifest, root)
+    owned, ignored = _owned(manifest, root, lambda rel: rel in files or generated(rel))
     report = WriteReport(root=shown, ignored=ignored)
     targets = {rel: _target(root, rel) for rel in files}
     mpath = _target(root, MANIFEST)

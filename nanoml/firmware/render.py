@@ -179,6 +179,26 @@ def render_sources(spec: FirmwareSpec, ctx: dict) -> dict[str, str]:
     return out
 
 
+# Every source file name render_sources() can produce, whatever the options.
+SOURCE_NAMES = frozenset(STATIC_FILES + (
+    "nanoml_protocol.h", "main.cpp", "nanoml_config.h", "nanoml_ops.cpp", "nanoml_buffers.cpp",
+    "model_data.cpp", "nanoml_input.h", "nanoml_input.cpp", "nanoml_profiler.h",
+    "nanoml_arena_probe.h"))
+
+
+def is_generated_name(rel: str, folder: str) -> bool:
+    """Whether `rel` is a path some build into `folder` (its name) could have generated:
+    platformio.ini, src/<source>, or a sketch's flat <source> and <folder>.ino. Only
+    those may a manifest make nanoml delete: a manifest from elsewhere cannot remove the
+    user's own files."""
+    if rel == "platformio.ini":
+        return True
+    head, _, name = rel.rpartition("/")
+    if head == "src":
+        return name in SOURCE_NAMES
+    return head == "" and (name in SOURCE_NAMES or name == f"{folder}.ino")
+
+
 def render_project(spec: FirmwareSpec, local: LocalPackages | None = None,
                    sketch_name: str | None = None) -> dict[str, bytes]:
     """All files of the project, by path relative to the project folder.
