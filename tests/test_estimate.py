@@ -529,3 +529,17 @@ def test_reports_flag_missing_figures_and_verdict_errors(tmp_path):
     r = estimate(p, RUNTIME, get_board(None))
     assert r.exit_code == 1 and "hybrid" in to_markdown(r).lower()
     assert "Cannot run on the board" in to_html(r)
+
+
+def test_measured_means_path_and_dtype_path_in_the_table():
+    """An op is measured only when its kernel path has coefficients and its dtype path
+    is one the coefficients were fitted on (the table's "dtypes", from the data)."""
+    from nanoml.profile.kernels import Work
+    cm = load_cost_model(RUNTIME)
+    for path, pc in cm.paths.items():
+        assert pc.dtypes, path
+        for dtype in pc.dtypes:
+            assert cm.op_instructions(Work(path, {}, dtype=dtype)) is not None
+        assert cm.op_instructions(Work(path, {}, dtype="int16xint4")) is None
+    assert cm.op_instructions(Work("no_such_path", {}, dtype="int8")) is None
+    assert "int16" not in cm.paths["add_bcast"].dtypes          # the int16 SUB of issue 9
