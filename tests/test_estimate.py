@@ -542,4 +542,4 @@ def test_measured_means_path_and_dtype_path_in_the_table():
             assert cm.op_instructions(Work(path, {}, dtype=dtype)) is not None
         assert cm.op_instructions(Work(path, {}, dtype="int16xint4")) is None
     assert cm.op_instructions(Work("no_such_path", {}, dtype="int8")) is None
-    assert "int16" not in cm.paths["add_bcast"].dtypes          # the int16 SUB of issue 9
+    assert "int16" not in cm.paths["sub_bcast"].dtypes          # the int16 SUB of issue 9
