@@ -8,13 +8,25 @@ tflite-micro, TensorFlow, PlatformIO) is imported inside the command, so
 
 from __future__ import annotations
 
-import importlib
 import sys
 
-import typer
 
-from . import __version__
-from .commands import _common
+def _interrupted():
+    """Ctrl-C while Python is still importing typer and the commands: the same one
+    line and exit code as later, not a traceback."""
+    sys.stderr.write("interrupted\n")
+    raise SystemExit(130)
+
+
+try:
+    import importlib
+
+    import typer
+
+    from . import __version__
+    from .commands import _common
+except KeyboardInterrupt:
+    _interrupted()
 
 COMMANDS = ["boards", "ports", "inspect", "convert", "build", "flash", "monitor", "sim",
             "profile", "validate"]
@@ -44,8 +56,11 @@ def _root(
     _common.STATE.debug = debug
 
 
-for _name in COMMANDS:
-    importlib.import_module(f"nanoml.commands.{_name}").register(app)
+try:
+    for _name in COMMANDS:
+        importlib.import_module(f"nanoml.commands.{_name}").register(app)
+except KeyboardInterrupt:
+    _interrupted()
 
 
 def main() -> None:

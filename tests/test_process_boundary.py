@@ -160,3 +160,17 @@ def test_usage_errors_stay_exit_2(capsys):
     from nanoml.commands import _common
     assert _common.run(_buggy_app(), ["boom", "--nope"]) == 2
     assert "No such option" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_starting_up_is_the_same_one_line():
+    """Ctrl-C while Python imports typer and the command modules (the first half
+    second of every run): `interrupted`, exit 130, not an import traceback."""
+    code = ("import signal, sys, nanoml\n"
+            "signal.signal(signal.SIGALRM, signal.default_int_handler)  # = a Ctrl-C\n"
+            "signal.setitimer(signal.ITIMER_REAL, 0.02)\n"
+            "import nanoml.cli\n"
+            "signal.setitimer(signal.ITIMER_REAL, 0)\n"
+            "print('imported before the interrupt')\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "imported before the interrupt" not in p.stdout     # the import did take > 20 ms
+    assert p.returncode == 130 and p.stderr == "interrupted\n", p.stderr[-500:]
