@@ -167,7 +167,14 @@ def sync_files(root: Path, files: dict[str, bytes], force: bool = False,
     """Bring `root` to contain `files` (relative path -> content); see module doc.
     `generated(rel)`: whether a manifest entry names a file nanoml can generate at all
     (others are ignored, never deleted)."""
-    shown = Path(root)
+    try:
+        return _sync(Path(root), files, force, meta, generated)
+    except OSError as e:        # reading what is there (a file nanoml may not read, ...)
+        raise os_error(e, e.filename or root, "update") from None
+
+
+def _sync(shown: Path, files: dict[str, bytes], force: bool, meta: dict | None,
+          generated: Callable[[str], bool]) -> WriteReport:
     _check_root(shown)
     root = shown.resolve()
     manifest = read_manifest(root)
