@@ -114,18 +114,15 @@ NON_NEGATIVE = _non_negative
 
 # ---------------------------------------------------------------- the vocabulary
 
-JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON (schema in docs/).")
-BOARD_OPTION = typer.Option(None, "--board", "-b", callback=_non_empty,
-                            help="Board id (see `nanoml boards`; default nano33ble_sense).")
-RUNTIME_OPTION = typer.Option(None, "--runtime", "-r", callback=_non_empty,
-                              help="TFLM Arduino library profile (default chirale_2.0.0).")
-
-
 def board_option(help: str) -> typer.Option:
     """--board/-b with a command's own wording (BOARD_OPTION otherwise)."""
     return typer.Option(None, "--board", "-b", callback=_non_empty, help=help)
 
 
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON (schema in docs/).")
+BOARD_OPTION = board_option("Board id (see `nanoml boards`; default nano33ble_sense).")
+RUNTIME_OPTION = typer.Option(None, "--runtime", "-r", callback=_non_empty,
+                              help="TFLM Arduino library profile (default chirale_2.0.0).")
 SIM_OPTION = typer.Option(False, "--sim",
                           help="Use the virtual board (`nanoml sim`) instead of a real one.")
 
@@ -140,9 +137,9 @@ def timeout_option(default: float | None, what: str = "") -> typer.Option:
                         help="Wall-clock limit for the whole command, seconds" + (f" ({what})." if what else "."))
 
 
-def count_option(default: int | None, what: str, name: str = "--count") -> typer.Option:
+def count_option(default: int | None, what: str) -> typer.Option:
     """--count N: how many results (inferences) to run or collect before stopping."""
-    return typer.Option(default, name, callback=_count, help=what)
+    return typer.Option(default, "--count", callback=_count, help=what)
 
 
 def limit_option(default: int | None, what: str) -> typer.Option:
@@ -150,10 +147,10 @@ def limit_option(default: int | None, what: str) -> typer.Option:
     return typer.Option(default, "--limit", callback=_count, help=what)
 
 
-def hidden_alias(name: str, *more: str, kind=int) -> typer.Option:
-    """An old option name kept working (not shown in --help, see docs/options.md)."""
-    callback = _count if kind is int else _finite
-    return typer.Option(None, name, *more, hidden=True, callback=callback)
+def hidden_alias(name: str, *more: str) -> typer.Option:
+    """An old name of a "how many" option, kept working (not shown in --help;
+    docs/options.md)."""
+    return typer.Option(None, name, *more, hidden=True, callback=_count)
 
 
 def rate_option(default: float | None, what: str) -> typer.Option:
