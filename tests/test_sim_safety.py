@@ -55,12 +55,14 @@ def _problems(run, what: str, json_out: bool = True) -> list[str]:
     if run.traceback:
         out.append(f"{what}: traceback: {run.stderr[-500:]}")
     if json_out and run.exit_code is not None and run.exit_code != 0:
-        try:
+        try:                     # an error document with one line, or a result (validate FAIL)
             doc = json.loads(run.stdout.strip().splitlines()[-1])
-            if not doc.get("error") or "\n" in doc["error"]:
+            if doc.get("exit_code") != run.exit_code:
+                out.append(f"{what}: exit {run.exit_code}, the document says {doc}")
+            elif "error" in doc and (not doc["error"] or "\n" in doc["error"]):
                 out.append(f"{what}: the error is not one line: {doc}")
-        except (ValueError, IndexError):
-            out.append(f"{what}: exit {run.exit_code} without a JSON error: {run.stdout[-300:]}")
+        except (ValueError, IndexError, AttributeError):
+            out.append(f"{what}: exit {run.exit_code} without a JSON document: {run.stdout[-300:]}")
     return out
 
 
