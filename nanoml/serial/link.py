@@ -31,7 +31,8 @@ class BoardLink:
         self.seq = 0
         self.hello: dict | None = None
         self.other: list = []           # results and lines seen while waiting for something else
-        self.invalid: list[Corrupt] = []    # valid-checksum lines whose values broke their bounds
+        self.invalid = 0                    # valid-checksum lines whose values broke their bounds
+        self.last_invalid: Corrupt | None = None
 
     @classmethod
     def open(cls, port: str, baud: int = 115200) -> "BoardLink":
@@ -57,15 +58,22 @@ class BoardLink:
                 if isinstance(p, Message) and p.type == "hello":
                     self.hello = p.fields
                 elif isinstance(p, Corrupt) and p.reason == "invalid":
-                    self.invalid.append(p)
+                    self.invalid += 1
+                    self.last_invalid = p
                 yield p
 
     def wait_hello(self, timeout: float = 6.0) -> dict:
         for p in self.messages(timeout):
             if isinstance(p, Message) and p.type == "hello":
                 return p.fields
-        raise NanomlError(f"no hello from the board within {timeout:g} s",
+        raise NanomlError(f"no hello from the board within {timeout:g} s{self._invalid_seen()}",
                           hint="is the nanoml firmware (or `nanoml sim`) running on that port?")
+
+    def _invalid_seen(self) -> str:
+        if not self.invalid:
+            return ""
+        return (f"; {self.invalid} invalid line(s) from the board, the last: "
+                f"{self.last_invalid.detail}")
 
     def send(self, payload: bytes) -> int:
         """Send one frame (after a bare newline, which puts the device's parser
@@ -92,7 +100,5 @@ class BoardLink:
             else:
                 self.other.append(p)
         state = "acknowledged but no result" if acked else "no acknowledgement"
-        seen = (f"; {len(self.invalid)} invalid line(s) from the board, the last: "
-                f"{self.invalid[-1].detail}" if self.invalid else "")
-        raise NanomlError(f"input frame {seq}: {state} within {timeout:g} s{seen}",
+        raise NanomlError(f"input frame {seq}: {state} within {timeout:g} s{self._invalid_seen()}",
                           hint="is the firmware built with --input serial?")
