@@ -651,7 +651,8 @@ def read_model_file(path: str | Path, limit: int = MAX_MODEL_BYTES) -> bytes:
         if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             raise ModelError(f"{p}: changed while it was being opened; expected a regular file")
         try:
-            data = f.read(limit + 1)
+            # read what the file holds (+1 to see growth): read(limit) would allocate the limit
+            data = f.read(min(st.st_size, limit) + 1)
         except OSError as e:
             raise ModelError(f"{p}: cannot read ({e.strerror or e})") from None
     if len(data) > limit:
