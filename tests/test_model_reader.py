@@ -277,3 +277,32 @@ def test_corrupt_model_exit_2_through_the_cli(tmp_path):
     f = tmp_path / "m.tflite"
     f.write_bytes(mutate(SINE, set_attr(lambda m: m.subgraphs[0], "inputs", [-3])))
     assert_one_line_exit_2(cli_inspect(f), "inputs refer to tensor -3")
+
+
+def test_million_tensor_vector_refused_quickly():
+    """One tensor table referenced 1,000,000 times (4 MB): refused before any
+    tensor is built (the board holds ~21,000 tensors at most)."""
+    import time
+    import flatbuffers
+    s = schema()
+    b = flatbuffers.Builder(1 << 23)
+    s.TensorStart(b)
+    s.TensorAddType(b, 9)
+    t = s.TensorEnd(b)
+    s.SubGraphStartTensorsVector(b, 1_000_000)
+    for _ in range(1_000_000):
+        b.PrependUOffsetTRelative(t)
+    tensors = b.EndVector()
+    s.SubGraphStart(b)
+    s.SubGraphAddTensors(b, tensors)
+    sg = s.SubGraphEnd(b)
+    s.ModelStartSubgraphsVector(b, 1)
+    b.PrependUOffsetTRelative(sg)
+    sgs = b.EndVector()
+    s.ModelStart(b)
+    s.ModelAddVersion(b, 3)
+    s.ModelAddSubgraphs(b, sgs)
+    b.Finish(s.ModelEnd(b), file_identifier=b"TFL3")
+    t0 = time.monotonic()
+    refused(bytes(b.Output()), "1,000,000 tensors", "100,000")
+    assert time.monotonic() - t0 < 5

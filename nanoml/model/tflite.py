@@ -58,6 +58,11 @@ FC_WEIGHTS_FORMATS = {0: "DEFAULT", 1: "SHUFFLED4x16INT8"}
 # TFLM's sizes are 32-bit (int element counts, int planner offsets): a tensor
 # whose element count or byte size does not fit overflows on the board.
 INT32_MAX = 2 ** 31 - 1
+# Most tensors (and, separately, operators, buffers) read from one model: the
+# board's 256 KB of RAM holds at most ~21,000 tensors (a 12-byte TfLiteEvalTensor
+# each, before any data), and the bound keeps a hostile file from making the
+# reader build millions of objects (a 64 MiB vector of offsets to one table).
+MAX_ENTRIES = 100_000
 OFFLINE_PLAN_METADATA = "OfflineMemoryAllocation"
 
 # Field indices of the schema's tables (schema.fbs order).
@@ -540,6 +545,22 @@ def _check_written(tensors: list[Tensor], inputs: list[int], operators: list[Ope
                               f"(buffer {t.buffer}): TFLM would write into the model")
 
 
+def _check_counts(root: Table) -> None:
+    sgs = root.tables(F_MODEL["subgraphs"]) if root.vector_info(F_MODEL["subgraphs"])[1] \
+        <= MAX_ENTRIES else None
+    counts = {
+        "subgraphs": root.vector_info(F_MODEL["subgraphs"])[1],
+        "buffers": root.vector_info(F_MODEL["buffers"])[1],
+        "operator codes": root.vector_info(F_MODEL["operator_codes"])[1],
+        "tensors": sum(sg.vector_info(F_SUB_GRAPH["tensors"])[1] for sg in sgs or []),
+        "operators": sum(sg.vector_info(F_SUB_GRAPH["operators"])[1] for sg in sgs or []),
+    }
+    for what, n in counts.items():
+        if n > MAX_ENTRIES:
+            raise _Refuse(f"{n:,} {what}, more than the {MAX_ENTRIES:,} nanoml reads "
+                          "(the board's RAM holds about 21,000 tensors at most)")
+
+
 def _read_metadata(root: Table, buffers: list[memoryview | None],
                    n_tensors: int) -> tuple[dict[str, bytes], list[int] | None]:
     """Metadata entries, and the offline plan checked as TFLM reads it (every
@@ -588,6 +609,7 @@ def _parse(data: bytes, path: str) -> Model:
     if version != 3:
         raise ModelError(f"{path}: unsupported TFLite schema version {version} (expected 3)")
     try:
+        _check_counts(root)
         opcodes = _read_opcodes(root)
         buffers, room = _read_buffers(root, buf)
         subgraphs = []
