@@ -297,3 +297,25 @@ def test_build_refuses_what_the_verdict_refuses(tmp_path):
     r = run_cli(["build", str(p), "--no-compile", "--out", str(tmp_path / "fw")], timeout=120)
     assert r.exit_code == 2 and "hybrid" in r.stderr and not r.traceback
     assert not (tmp_path / "fw").exists()
+
+
+@pytest.mark.parametrize("path", ["examples/gesture/gesture_int8.tflite",
+                                  "tests/data/arena/models/op_tconv_int8.tflite"])
+def test_hybrid_detection_reads_the_activation_and_weight_positions(path):
+    """Per op, the activation input and the weights sit at different positions
+    (TRANSPOSE_CONV: output shape, weights, input): making the activation float32 over
+    int8 weights is hybrid; making the weights float32 too is not."""
+    from conftest import ROOT
+    from nanoml.model import tflite
+    from nanoml.model.verdict import HYBRID_OPS, hybrid_operators
+    m = tflite.load(ROOT / path)
+    weighted = [op for op in m.main.operators if op.op in HYBRID_OPS]
+    assert weighted and hybrid_operators(m) == []
+    for op in weighted:
+        act, weights = HYBRID_OPS[op.op]
+        m.main.tensors[op.inputs[act]].dtype = "float32"
+    found = {(i, name) for _, i, name, _, _ in hybrid_operators(m)}
+    assert found == {(op.index, op.op) for op in weighted}
+    for op in weighted:
+        m.main.tensors[op.inputs[HYBRID_OPS[op.op][1][0]]].dtype = "float32"
+    assert hybrid_operators(m) == []
