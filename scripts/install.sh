@@ -4,8 +4,8 @@
 # use (cross compiler, clang with sanitizers); elsewhere those tests skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS="gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi clang libclang-rt-14-dev g++"
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v arm-none-eabi-g++ >/dev/null; then
+PKGS="gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi clang libclang-rt-14-dev g++ espeak-ng sox"
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && { ! command -v arm-none-eabi-g++ >/dev/null || ! command -v espeak-ng >/dev/null; }; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update && apt-get install -y --no-install-recommends $PKGS
 elif ! command -v arm-none-eabi-g++ >/dev/null; then
