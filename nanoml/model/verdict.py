@@ -254,7 +254,7 @@ def _fit(model: Model, board: Board, fp, arena: dict | None) -> list[Problem]:
                            f"({over:,} B over; tensor arena {fp.ram_parts.get('arena', 0):,} B); "
                            "use a smaller input (resolution, window), fewer filters in the "
                            "early layers" + (", or int8 quantization" if is_float else "")))
-    if is_float and fp.fits_flash and fp.fits_ram:
+    if is_float and fp.fits_flash and fp.fits_ram and not hybrid_operators(model):
         out.append(Problem("info", "float_model",
                            "float model: int8 quantization would make it about 4x smaller "
                            "and much faster with CMSIS-NN kernels"))
