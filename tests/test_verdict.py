@@ -319,3 +319,17 @@ def test_hybrid_detection_reads_the_activation_and_weight_positions(path):
     for op in weighted:
         m.main.tensors[op.inputs[HYBRID_OPS[op.op][1][0]]].dtype = "float32"
     assert hybrid_operators(m) == []
+
+
+def test_inspect_checks_the_input_kind_as_build_does(tmp_path):
+    """`inspect --input imu` on a model with 4 channels said it runs; build refuses it."""
+    p = make_model(tmp_path / "m.tflite", input_shape=(1, 32, 4), outputs=4)
+    rc, d = inspect_json(p, "--input", "imu")
+    assert rc == 1 and d["problems"][0]["code"] == "input_mismatch"
+    assert "3, 6 or 9 channels" in d["problems"][0]["message"]
+    r = run_cli(["build", str(p), "--no-compile", "--input", "imu", "--out", str(tmp_path / "fw")])
+    assert r.exit_code == 2 and "3, 6 or 9 channels" in r.stderr
+    assert inspect_json(p)[0] == 0                       # not asked: not judged
+    assert inspect_json(p, "--input", "synthetic")[0] == 0
+    rc, d = inspect_json(p, "--input", "mic", "--board", "nano33ble")
+    assert rc == 1 and d["problems"][0]["code"] == "input_mismatch"

@@ -17,8 +17,10 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., help="A .tflite model."),
         board: str = BOARD_OPTION,
         runtime: str = RUNTIME_OPTION,
-        input_source: InputSource = typer.Option("serial", "--input", "-i", help=INPUT_HELP +
-                                         " Counted in the footprint, as `build --input`."),
+        input_source: InputSource = typer.Option(None, "--input", "-i", help=INPUT_HELP +
+                                                 " Counted in the footprint and checked against "
+                                                 "the model, as `build --input` does (default: "
+                                                 "the footprint of serial)."),
         profile: bool = typer.Option(False, "--profile",
                                      help="Count the profiling firmware (`build --profile`)."),
         json_out: bool = JSON_OPTION,

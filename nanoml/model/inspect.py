@@ -94,17 +94,20 @@ class InspectReport:
 
 
 def inspect_model(path: str, board_id: str | None = None, runtime_id: str | None = None,
-                  model: Model | None = None, input_kind: str = "serial",
+                  model: Model | None = None, input_kind: str | None = None,
                   profile: bool = False) -> InspectReport:
     """Everything about `path` on a board and runtime; `input_kind`/`profile`: the
-    firmware `build --input K [--profile]` would make (they change the footprint)."""
+    firmware `build --input K [--profile]` would make (they change the footprint; a
+    given `input_kind` is also checked against the model as `build` does; None: the
+    footprint of `--input serial`, unchecked)."""
     from ..footprint import INPUT_KINDS
-    if input_kind not in INPUT_KINDS:
+    if input_kind is not None and input_kind not in INPUT_KINDS:
         raise UsageError(f"unknown input source '{input_kind}'",
                          hint=f"use one of: {', '.join(INPUT_KINDS)}")
     board = get_board(board_id)
     runtime = get_runtime(runtime_id)
     model = model or load(path)
-    a = assess(model, board, runtime, input_kind, profile)
+    a = assess(model, board, runtime, input_kind or "serial", profile,
+               check_input=input_kind is not None)
     return InspectReport(model, board, runtime, a.stats, a.ops, a.unsupported, a.arena,
                          a.footprint, a.verdict, a.arena_bytes)

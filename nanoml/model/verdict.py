@@ -277,6 +277,20 @@ def _notes(model: Model, arena: dict | None, fp) -> list[Problem]:
     return out
 
 
+def input_problems(model: Model, board: Board, input_kind: str) -> list[Problem]:
+    """What `build --input K` refuses about this model and board (firmware/spec.py's
+    check: one input tensor, the IMU's channels, a microphone on the board...)."""
+    from ..errors import NanomlError
+    from ..firmware.spec import _check_input
+    try:
+        _check_input(model, board, input_kind, None)
+    except NanomlError as e:
+        return [Problem("error", "input_mismatch",
+                        ("" if "--input" in e.message else f"--input {input_kind}: ")
+                        + e.message + (f" ({e.hint})" if e.hint else ""))]
+    return []
+
+
 def library_check(model: Model) -> tuple[str, Problem | None]:
     """Allocate and invoke once in TFLM's host interpreter, in a child process."""
     from ..sim.isolated import HostInterpreter, HostInterpreterError
@@ -336,9 +350,10 @@ def firmware_arena_bytes(min_bytes: int) -> int:
 
 def assess(model: Model, board: Board, runtime: Runtime, input_kind: str = "serial",
            profile: bool = False, arena_bytes: int | None = None, arena: dict | None = None,
-           check_library: bool = True) -> Assessment:
+           check_library: bool = True, check_input: bool = False) -> Assessment:
     """Arena + footprint + verdict. `arena_bytes`: the firmware's arena when the caller
-    has planned it (build); otherwise the prediction plus build's default margin."""
+    has planned it (build); otherwise the prediction plus build's default margin.
+    `check_input`: also judge the model against `input_kind` as `build --input` does."""
     from ..footprint import estimate
     from . import analysis
     if arena is None:
@@ -351,4 +366,6 @@ def assess(model: Model, board: Board, runtime: Runtime, input_kind: str = "seri
     stats = analysis.analyse(model)
     table = op_table(model, runtime)
     verdict = judge(model, runtime, board, fp, arena, stats, table, check_library)
+    if check_input:
+        verdict.problems[:0] = input_problems(model, board, input_kind)
     return Assessment(arena, arena_bytes, fp, verdict, table[0], table[1], stats)
