@@ -570,7 +570,12 @@ def _read_metadata(root: Table, buffers: list[memoryview | None],
     meta: dict[str, bytes] = {}
     plan = None
     for i, m in enumerate(root.tables(F_MODEL["metadata"])):
-        name = m.string(F_METADATA["name"])
+        try:
+            name = m.string(F_METADATA["name"])
+        except FlatbufferError:
+            # TFLM compares a name only when its length is the plan's (23): a
+            # corrupt length is another entry to it, and is skipped here
+            continue
         b = m.scalar(F_METADATA["buffer"], "I", 0)
         if name is None:
             continue
