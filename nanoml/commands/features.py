@@ -1,0 +1,95 @@
+"""`nanoml features INPUTS... --model MODEL -o FILE.npy`: WAV clips through the
+model's audio pipeline into its input tensors (or, with --raw, the front end's
+own output), one per clip, for training on exactly the board's features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._common import JSON_OPTION, console, emit_json, esc, handle_errors, model_ref, show_progress
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("features")
+    def features_cmd(
+        inputs: list[Path] = typer.Argument(..., help="WAV files, or folders searched "
+                                                      "recursively for *.wav (sorted)."),
+        model: Path = typer.Option(..., "--model", "-m",
+                                   help="The .tflite model whose input the features fill."),
+        out: Path = typer.Option(..., "--out", "-o", help="The .npy file to write."),
+        raw: bool = typer.Option(False, "--raw",
+                                 help="Write the front end's output [N, frames, channels] "
+                                      "(uint16) instead of the model's input tensors."),
+        frontend: str = typer.Option(None, "--frontend",
+                                     help="Front-end preset (default: micro_speech)."),
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Compute features of WAV clips: array [N, *input shape] in the model's dtype.
+
+        Each clip gives one tensor: its first samples (as many as the model's frames
+        need), zero-padded at the end when shorter (TFLM's speech-commands training
+        does the same). Exit 0 when written; 2 on a bad WAV, folder or model."""
+        with handle_errors(json_out):
+            from ..atomic import check_output_file
+            from ..model.tflite import load
+            from ..pipeline.features import clip_features, model_pipeline
+            from ..pipeline.wav import find_wavs
+            check_output_file(out, "features")
+            m = load(model)
+            pipe = model_pipeline(m, frontend)
+            paths = find_wavs(inputs)
+            with show_progress(not json_out, "reading the clips"):
+                res = clip_features(paths, pipe, m.input_tensors[0].shape, raw=raw)
+            _save(out, res.array)
+            if json_out:
+                emit_json(_json(res, pipe, model, out), "features/1", 0)
+            else:
+                _render(res, pipe, out)
+            raise typer.Exit(0)
+
+
+def _save(path: Path, array) -> None:
+    import io
+
+    import numpy as np
+
+    from ..atomic import write_atomic
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    write_atomic(path, buf.getvalue(), "features")
+
+
+def _json(res, pipe, model: Path, out: Path) -> dict:
+    from dataclasses import asdict
+    a = res.array
+    return {"model": model_ref(model), "out": str(out), "raw": res.raw,
+            "clips": len(res.clips), "shape": list(a.shape), "dtype": str(a.dtype),
+            "frontend": {"kind": pipe.frontend.kind, "params": pipe.frontend.params},
+            "frames": pipe.frames, "channels": pipe.channels,
+            "clip_samples": _clip_samples(pipe), "sample_rate": pipe.frontend.params["sample_rate"],
+            "tensor": None if res.raw else asdict(pipe.tensor),
+            "files": [c.to_json() for c in res.clips]}
+
+
+def _clip_samples(pipe) -> int:
+    from ..pipeline.features import clip_samples
+    return clip_samples(pipe)
+
+
+def _render(res, pipe, out: Path) -> None:
+    c = console()
+    fits = {}
+    for clip in res.clips:
+        fits[clip.fit] = fits.get(clip.fit, 0) + 1
+    a = res.array
+    what = "front-end output" if res.raw else f"{pipe.tensor.dtype} input tensors"
+    c.print(f"wrote {esc(out)}: {len(res.clips)} clip(s), {what}, shape "
+            f"{list(a.shape)} {a.dtype}", soft_wrap=True)
+    c.print(f"{pipe.frontend.kind}: {pipe.frames} frames x {pipe.channels} channels from "
+            f"{_clip_samples(pipe)} samples at {pipe.frontend.params['sample_rate']} Hz "
+            "per clip")
+    if fits.get("padded") or fits.get("cut"):
+        c.print(f"[dim]{fits.get('padded', 0)} clip(s) zero-padded at the end, "
+                f"{fits.get('cut', 0)} longer than that (the rest ignored)[/]")
