@@ -603,6 +603,39 @@ def _read_metadata(root: Table, buffers: list[memoryview | None],
     return meta, plan
 
 
+# TFLite's standard metadata (the "TFLITE_METADATA" entry: a ModelMetadata
+# flatbuffer of tensorflow_lite_support's metadata_schema.fbs, identifier "M001").
+STANDARD_METADATA = "TFLITE_METADATA"
+F_MODEL_METADATA = {"subgraph_metadata": 3, "associated_files": 6}
+F_SUBGRAPH_METADATA = {"output_tensor_metadata": 3, "associated_files": 4}
+F_TENSOR_METADATA = {"associated_files": 6}
+F_ASSOCIATED_FILE = {"name": 0, "type": 2}
+TENSOR_AXIS_LABELS = 2
+
+
+def standard_label_files(meta: bytes) -> list[str]:
+    """Names of the label files (AssociatedFile of type TENSOR_AXIS_LABELS) that a
+    TFLITE_METADATA entry attaches to the first subgraph's output tensors (in
+    output order), then to the subgraph and the model; [] when there are none or
+    the entry cannot be read (nanoml never depends on it)."""
+    try:
+        if len(meta) < 8 or bytes(meta[4:8]) != b"M001":
+            return []
+        root = Buf(bytes(meta)).root()
+        files: list[Table] = []
+        sgs = root.tables(F_MODEL_METADATA["subgraph_metadata"])[:1]
+        for sg in sgs:
+            for tm in sg.tables(F_SUBGRAPH_METADATA["output_tensor_metadata"])[:64]:
+                files += tm.tables(F_TENSOR_METADATA["associated_files"])[:64]
+            files += sg.tables(F_SUBGRAPH_METADATA["associated_files"])[:64]
+        files += root.tables(F_MODEL_METADATA["associated_files"])[:64]
+        return [name for f in files
+                if f.scalar(F_ASSOCIATED_FILE["type"], "b", 0) == TENSOR_AXIS_LABELS
+                and (name := f.string(F_ASSOCIATED_FILE["name"]))]
+    except (FlatbufferError, UnicodeDecodeError, OverflowError):
+        return []
+
+
 def _parse(data: bytes, path: str) -> Model:
     if len(data) < 8:
         raise ModelError(f"{path}: file is too short ({len(data)} bytes) to be a .tflite model")

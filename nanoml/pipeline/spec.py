@@ -172,7 +172,8 @@ class Pipeline:
     def to_json(self) -> dict:
         return {"version": self.version, "source": self.source,
                 "frontend": asdict(self.frontend) if self.frontend else None,
-                "window": dict(self.window),
+                "window": {k: v for k, v in self.window.items()
+                           if not (self.source == "imu" and k == "frames")},  # derived
                 "imu": asdict(self.imu) if self.imu else None,
                 "tensor": asdict(self.tensor),
                 "decision": asdict(self.decision) if self.decision else None,
