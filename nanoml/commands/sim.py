@@ -36,6 +36,15 @@ def register(app: typer.Typer) -> None:
         exit_with_parent: bool = typer.Option(False, "--exit-with-parent", hidden=True,
                                               help="Stop when the parent process dies "
                                                    "(used by monitor --sim)."),
+        source: Path = typer.Option(None, "--source",
+                                    help="Play FILE.wav into the microphone or FILE.csv into "
+                                         "the IMU, through the model's pipeline, once a host "
+                                         "opens the port; the sim stops at the file's end."),
+        fast: bool = typer.Option(False, "--fast",
+                                  help="With --source: as fast as possible (default: real time)."),
+        labels: str = typer.Option(None, "--labels",
+                                   help="With --source: label names, comma-separated (a,b,c; "
+                                        "default: the model's pipeline)."),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Run MODEL on a virtual board that speaks the firmware's serial protocol.
@@ -54,12 +63,17 @@ def register(app: typer.Typer) -> None:
             from ..sim.deadline import Deadline
 
             deadline = Deadline(timeout)
+            if fast and source is None:
+                from ..errors import UsageError
+                raise UsageError("--fast goes with --source FILE",
+                                 hint="synthetic input runs as fast as possible with --rate 0")
 
             b = get_board(board)
             rt = get_runtime(runtime).id if (runtime or all_runtimes()) else "tflm-host"
             vb = VirtualBoard(model, input=value_of(input), rate_hz=rate, board=b.id, runtime=rt,
                               link=None if no_link else (link or default_link_path()),
-                              count=count, arena_size=arena, deadline=deadline)
+                              count=count, arena_size=arena, deadline=deadline, source=source,
+                              fast=fast, labels=_label_list(labels))
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             parent = os.getppid()
@@ -68,6 +82,8 @@ def register(app: typer.Typer) -> None:
                 if json_out:
                     emit_json({"type": "start", "port": vb.port, "link": vb.link,
                                "input": vb.input, "rate_hz": vb.rate_hz, "board": vb.board,
+                               "source": vb.source.path if vb.source else None,
+                               "fast": vb.fast,
                                "runtime": vb.runtime, "sim": True,
                                "model": {**vb.model.to_json(), **model_ref(model)}},
                               "sim/1", final=False)
@@ -91,7 +107,9 @@ def register(app: typer.Typer) -> None:
             if vb.error is not None:
                 raise vb.error
             if json_out:
-                emit_json({"type": "summary", **vb.stats.to_json()}, "sim/1", 0)
+                emit_json({"type": "summary", **vb.stats.to_json(),
+                           "end": "source" if vb.source is not None and not vb.running
+                           and not stop.is_set() else None}, "sim/1", 0)
             else:
                 s = vb.stats
                 console(stderr=True).print(
@@ -99,11 +117,17 @@ def register(app: typer.Typer) -> None:
                     f"{s.frames_rejected} rejected, {s.lines_dropped} lines dropped")
 
 
+def _label_list(labels: str | None) -> list[str] | None:
+    return [x.strip() for x in labels.split(",")] if labels else None
+
+
 def _print_banner(vb) -> None:
     import sys
     m = vb.model
     what = (f"synthetic input at {vb.rate_hz:g} Hz" if vb.input == "synthetic" and vb.rate_hz
             else "synthetic input, as fast as possible" if vb.input == "synthetic"
+            else f"{vb.source.path} into the {vb.input}"
+            + (", as fast as possible" if vb.fast else ", in real time") if vb.source
             else "input frames from the host")
     lines = [vb.port,                     # first line: the port, for scripts
              f"virtual {vb.board} running {Path(m.path).name} ({what}); latency is host time"]

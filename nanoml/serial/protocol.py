@@ -162,6 +162,29 @@ MESSAGES: dict[str, MessageSpec] = {m.type: m for m in (
         _f("frame", "uint", "seq of the host's input frame this result answers "
                             "(absent for synthetic/sensor input)", False),
         _f("sim", "bool", "1 when the latency is host time from `nanoml sim`", False),
+        _f("t_ms", "uint", "sensor stream time of the window's last sample, ms (mic/imu "
+                           "pipelines)", False),
+        _f("fus", "uint", "microseconds spent in the front end (features and tensor "
+                          "conversion) since the previous result (mic pipelines)", False),
+        _f("drop", "uint", "sensor samples dropped since boot because the firmware was "
+                           "busy (mic/imu pipelines)", False),
+    )),
+    MessageSpec("det", "device", "A detection: the pipeline's recognizer (score averaging, "
+                                 "threshold, suppression) decided a label.", (
+        _f("seq", "uint", "seq of the result (`res`) that decided it"),
+        _f("i", "uint", "label index (output position)"),
+        _f("label", "text", "label name (the index when the model has no labels)",
+           limit=MAX_LIST_ITEM),
+        _f("score", "uint", "the label's average score, 0 .. 255"),
+        _f("t_ms", "uint", "sensor stream time of that result, ms"),
+        _f("sim", "bool", "1 when sent by `nanoml sim`", False),
+    )),
+    MessageSpec("end", "device", "The sensor stream ended (only `nanoml sim --source FILE`, at "
+                                 "the end of the file; a board's sensors never end).", (
+        _f("results", "uint", "results sent for the stream"),
+        _f("dets", "uint", "detections sent for the stream"),
+        _f("t_ms", "uint", "length of the stream, ms"),
+        _f("sim", "bool", "1 when sent by `nanoml sim`", False),
     )),
     MessageSpec("op", "device", "Per-operator profile record (profiling firmware).", (
         _f("seq", "uint", "inference this record belongs to"),

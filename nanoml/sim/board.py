@@ -62,6 +62,7 @@ class SimStats:
     lines_sent: int = 0
     lines_dropped: int = 0
     hellos: int = 0
+    dets: int = 0
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -72,7 +73,9 @@ class VirtualBoard:
                  rate_hz: float = DEFAULT_RATE_HZ, board: str = "nano33ble_sense",
                  runtime: str = "tflm-host", link: str | Path | None = None,
                  hello_interval: float = HELLO_INTERVAL_S, count: int | None = None,
-                 profile: bool = False, arena_size: int | None = None, deadline=None):
+                 profile: bool = False, arena_size: int | None = None, deadline=None,
+                 source: str | Path | None = None, fast: bool = False,
+                 labels: list[str] | None = None):
         if termios is None or not hasattr(os, "openpty"):
             raise UsageError("the virtual board needs a POSIX pseudo-terminal (Linux or macOS)",
                              hint="run `nanoml sim` / `monitor --sim` on Linux, macOS or WSL")
@@ -103,6 +106,22 @@ class VirtualBoard:
         self._thread: threading.Thread | None = None
         self._parser = FrameParser(self.model.input_bytes)
         self._seq = 0
+        # --source FILE: the file plays into the board's sensor once a host opens the port
+        self.source = None
+        self.fast = fast
+        if source is not None:
+            from .sources import open_source
+            try:
+                self.source = open_source(source, self.model, labels)
+            except BaseException:
+                if self.owns_model:
+                    self.model.close()
+                raise
+            self.input = self.source.kind
+        self._host_seen = False
+        self._stream = None          # the source's window iterator once it plays
+        self._stream_t0 = 0.0
+        self._pending = None         # the next window, not yet due (real time)
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> "VirtualBoard":
@@ -159,6 +178,7 @@ class VirtualBoard:
 
     def to_json(self) -> dict:
         return {"port": self.port, "link": self.link, "input": self.input,
+                "source": self.source.path if self.source else None, "fast": self.fast,
                 "rate_hz": self.rate_hz, "board": self.board, "runtime": self.runtime,
                 "model": self.model.to_json(), "stats": self.stats.to_json()}
 
@@ -193,16 +213,24 @@ class VirtualBoard:
             now = time.monotonic()
             if self._host_opened():
                 next_hello = min(next_hello, now + _HELLO_AFTER_OPEN_S)
+                self._host_seen = True
             if now >= next_hello:
                 self._send_hello()
                 next_hello = now + self.hello_interval
+                if self.source is not None and self._host_seen and self._stream is None:
+                    self._stream = self.source.windows()     # the file starts playing
+                    self._stream_t0 = time.monotonic()
             wait = max(0.0, min(0.2, next_hello - now))
             if synthetic:
                 wait = max(0.0, min(wait, next_t - now))
+            if self._stream is not None:
+                wait = min(wait, self._stream_wait())
             r, _, _ = select.select([self._master], [], [], wait)
             if r:
                 self._read_host()
             if self._done():
+                return
+            if self._stream is not None and self._stream_step():
                 return
             if synthetic and time.monotonic() >= next_t:
                 self._infer(self.model.synthetic(self._seq), frame=None)
@@ -214,6 +242,57 @@ class VirtualBoard:
 
     def _done(self) -> bool:
         return self.count is not None and self.stats.results >= self.count
+
+    # -- --source FILE: the sensor stream ------------------------------------
+    def _stream_wait(self) -> float:
+        """Seconds until the next window is due (0 with --fast)."""
+        if self.fast or self._pending is None:
+            return 0.0
+        return max(0.0, self._stream_t0 + self._pending.t_ms / 1000.0 - time.monotonic())
+
+    def _stream_step(self) -> bool:
+        """Run the next window when it is due; True once the file has ended
+        (the `end` line sent and read by the host, or nobody reading)."""
+        if self._pending is None:
+            self._pending = next(self._stream, None)
+            if self._pending is None:
+                src = self.source
+                self._send("end", {"results": src.results, "dets": src.dets,
+                                   "t_ms": src.duration_ms, "sim": True})
+                self._drain()
+                return True
+        if self._stream_wait() > 0:
+            return False
+        w, self._pending = self._pending, None
+        r = self.model.run([w.tensor.tobytes()])
+        self._send("res", {"seq": self._seq, "us": r.us, "out": r.outputs, "top": r.top,
+                           "q": r.q, "sim": True, "t_ms": w.t_ms, "fus": w.feature_us,
+                           "drop": 0})
+        self.source.results += 1
+        self.stats.results += 1
+        det = self.source.decide(r, w.t_ms)
+        if det is not None:
+            self._send("det", {"seq": self._seq, "i": det.index, "label": det.label,
+                               "score": det.score, "t_ms": det.t_ms, "sim": True})
+            self.source.dets += 1
+            self.stats.dets += 1
+        self._seq = (self._seq + 1) & 0xFFFFFFFF
+        return self._done()
+
+    def _drain(self, timeout: float = 5.0) -> None:
+        """Wait until the host has read what the board wrote (the slave side's
+        input queue is empty), at most `timeout` seconds."""
+        import fcntl
+        import struct
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not self._stop.is_set():
+            try:
+                buf = fcntl.ioctl(self._slave, termios.FIONREAD, b"\0\0\0\0")
+            except OSError:
+                return
+            if struct.unpack("i", buf)[0] == 0:
+                return
+            time.sleep(0.02)
 
     def _read_host(self) -> None:
         try:
@@ -259,8 +338,10 @@ class VirtualBoard:
         self._write(encode_line(msg_type, fields))
 
     def _write(self, line: bytes) -> None:
-        """Write a whole line or, when nobody drains the pty, drop it whole."""
-        _, w, _ = select.select([], [self._master], [], 0)
+        """Write a whole line or, when nobody drains the pty, drop it whole. A
+        file source waits for the host (up to 10 s) instead: --fast is as fast
+        as the host reads, and no result of the file is lost."""
+        _, w, _ = select.select([], [self._master], [], 10.0 if self.source else 0)
         if not w:
             self.stats.lines_dropped += 1
             return
