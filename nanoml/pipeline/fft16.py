@@ -19,29 +19,25 @@ from __future__ import annotations
 import math
 
 
-def _w16(x):
-    """Store an int result into an int16 (wraps, as C does on this machine)."""
-    import numpy as np
-    return x.astype(np.int16)
-
-
 def _sround(x):
-    """``(x + 2**14) >> 15`` of an int32 product, stored as int16."""
-    return _w16((x + (1 << 14)) >> 15)
-
-
-def _fixdiv(r, i, k: int):
+    """``(x + 2**14) >> 15`` of int32 products, stored as int16 (wraps as C does)."""
     import numpy as np
-    c = np.int32(32767 // k)
-    return _sround(r * c), _sround(i * c)
+    return ((x + (1 << 14)) >> 15).astype(np.int16)
 
 
-def _cmul(ar, ai, br, bi):
-    """int16 x int16 (twiddles as int32) products, rounded back to int16."""
+def _fixdiv(z, k: int):
+    """C_FIXDIV: both parts (and all legs) divided by the radix `k`."""
     import numpy as np
-    ar = ar.astype(np.int32)
-    ai = ai.astype(np.int32)
-    return _sround(ar * br - ai * bi), _sround(ar * bi + ai * br)
+    return _sround(z * np.int32(32767 // k))
+
+
+def _cmul(z, tr, ti):
+    """C_MUL of complex int16 values z ([2, ...]: re, im) by twiddles (int32)."""
+    import numpy as np
+    z32 = z.astype(np.int32)
+    p = z32 * tr
+    q = z32 * ti
+    return _sround(np.stack([p[0] - q[1], q[0] + p[1]]))
 
 
 def _factors(n: int) -> list[tuple[int, int]]:
@@ -103,9 +99,8 @@ class RealFft16:
         self.stages = stages[::-1]
         self._stage_tw = []
         for p, m, fs in self.stages:
-            k = np.arange(m)
-            self._stage_tw.append([(self.tw[(q * k * fs) % n, 0], self.tw[(q * k * fs) % n, 1])
-                                   for q in range(1, p)])
+            idx = (np.arange(1, p)[:, None] * np.arange(m)[None, :] * fs) % n   # [p-1, m]
+            self._stage_tw.append((self.tw[idx, 0], self.tw[idx, 1]))
 
     def __call__(self, x):
         """x: int16 [frames, nfft] -> (real, imag) int32 [frames, nfft/2+1] (int16 values)."""
@@ -113,82 +108,50 @@ class RealFft16:
         x = np.asarray(x).astype(np.int16)
         frames = x.shape[0]
         n = self.ncfft
-        re = x[:, 0::2][:, self.order]
-        im = x[:, 1::2][:, self.order]
-        for (p, m, _fs), tws in zip(self.stages, self._stage_tw):
-            shape = (frames, n // (p * m), p, m)
-            re = re.reshape(shape)
-            im = im.reshape(shape)
+        # complex values as int16 [2 (re, im), frames, ...]; int16 +/- int16 wraps
+        # exactly like C's store of an int sum into a short
+        z = np.stack([x[:, 0::2][:, self.order], x[:, 1::2][:, self.order]])
+        for (p, m, _fs), (tr, ti) in zip(self.stages, self._stage_tw):
+            z = _fixdiv(z.reshape(2, frames, n // (p * m), p, m), p)
+            out = np.empty_like(z)
+            f0 = z[:, :, :, 0]
             if p == 2:
-                re, im = self._bfly2(re, im, tws)
+                t = _cmul(z[:, :, :, 1], tr[0], ti[0])
+                np.add(f0, t, out=out[:, :, :, 0])
+                np.subtract(f0, t, out=out[:, :, :, 1])
             else:
-                re, im = self._bfly4(re, im, tws)
-        re = re.reshape(frames, n)
-        im = im.reshape(frames, n)
-        return self._split(re, im)
+                sc = _cmul(z[:, :, :, 1:], tr[:, :], ti[:, :])          # legs 1..3
+                s0, s1, s2 = sc[:, :, :, 0], sc[:, :, :, 1], sc[:, :, :, 2]
+                s5 = f0 - s1
+                f0 = f0 + s1
+                s3 = s0 + s2
+                s4 = s0 - s2
+                np.subtract(f0, s3, out=out[:, :, :, 2])
+                np.add(f0, s3, out=out[:, :, :, 0])
+                np.add(s5[0], s4[1], out=out[0, :, :, 1])
+                np.subtract(s5[1], s4[0], out=out[1, :, :, 1])
+                np.subtract(s5[0], s4[1], out=out[0, :, :, 3])
+                np.add(s5[1], s4[0], out=out[1, :, :, 3])
+            z = out
+        return self._split(z.reshape(2, frames, n))
 
-    @staticmethod
-    def _bfly2(re, im, tws):
-        import numpy as np
-        (t1r, t1i), = tws
-        f0r, f0i = _fixdiv(re[:, :, 0], im[:, :, 0], 2)
-        f1r, f1i = _fixdiv(re[:, :, 1], im[:, :, 1], 2)
-        tr, ti = _cmul(f1r, f1i, t1r, t1i)
-        out_r = np.empty(re.shape, dtype=np.int16)
-        out_i = np.empty(re.shape, dtype=np.int16)
-        np.add(f0r, tr, out=out_r[:, :, 0])          # int16 + int16 wraps like C's store
-        np.subtract(f0r, tr, out=out_r[:, :, 1])
-        np.add(f0i, ti, out=out_i[:, :, 0])
-        np.subtract(f0i, ti, out=out_i[:, :, 1])
-        return out_r, out_i
-
-    @staticmethod
-    def _bfly4(re, im, tws):
-        import numpy as np
-        (t1r, t1i), (t2r, t2i), (t3r, t3i) = tws
-        f0r, f0i = _fixdiv(re[:, :, 0], im[:, :, 0], 4)
-        f1r, f1i = _fixdiv(re[:, :, 1], im[:, :, 1], 4)
-        f2r, f2i = _fixdiv(re[:, :, 2], im[:, :, 2], 4)
-        f3r, f3i = _fixdiv(re[:, :, 3], im[:, :, 3], 4)
-        s0r, s0i = _cmul(f1r, f1i, t1r, t1i)
-        s1r, s1i = _cmul(f2r, f2i, t2r, t2i)
-        s2r, s2i = _cmul(f3r, f3i, t3r, t3i)
-        # int16 +/- int16 wraps like C's store into a short
-        s5r, s5i = f0r - s1r, f0i - s1i
-        f0r, f0i = f0r + s1r, f0i + s1i
-        s3r, s3i = s0r + s2r, s0i + s2i
-        s4r, s4i = s0r - s2r, s0i - s2i
-        out_r = np.empty(re.shape, dtype=np.int16)
-        out_i = np.empty(re.shape, dtype=np.int16)
-        np.subtract(f0r, s3r, out=out_r[:, :, 2])
-        np.subtract(f0i, s3i, out=out_i[:, :, 2])
-        np.add(f0r, s3r, out=out_r[:, :, 0])
-        np.add(f0i, s3i, out=out_i[:, :, 0])
-        np.add(s5r, s4i, out=out_r[:, :, 1])
-        np.subtract(s5i, s4r, out=out_i[:, :, 1])
-        np.subtract(s5r, s4i, out=out_r[:, :, 3])
-        np.add(s5i, s4r, out=out_i[:, :, 3])
-        return out_r, out_i
-
-    def _split(self, re, im):
+    def _split(self, z):
+        """kiss_fftr's split of the packed complex FFT into the real spectrum."""
         import numpy as np
         n = self.ncfft
-        frames = re.shape[0]
-        out_r = np.zeros((frames, n + 1), dtype=np.int32)
-        out_i = np.zeros((frames, n + 1), dtype=np.int32)
-        dr, di = _fixdiv(re[:, 0], im[:, 0], 2)
-        out_r[:, 0] = dr + di
-        out_r[:, n] = dr - di
+        frames = z.shape[1]
+        out = np.zeros((2, frames, n + 1), dtype=np.int32)
+        d = _fixdiv(z[:, :, 0], 2)
+        out[0, :, 0] = d[0] + d[1]
+        out[0, :, n] = d[0] - d[1]
         k = np.arange(1, n // 2 + 1)
-        pkr, pki = _fixdiv(re[:, k], im[:, k], 2)
-        nkr, nki = _fixdiv(re[:, n - k], -im[:, n - k], 2)
-        f1r, f1i = (pkr + nkr).astype(np.int32), (pki + nki).astype(np.int32)
-        f2r, f2i = pkr - nkr, pki - nki
-        twr, twi = _cmul(f2r, f2i, self.super_tw[:, 0], self.super_tw[:, 1])
-        twr, twi = twr.astype(np.int32), twi.astype(np.int32)
+        fpk = _fixdiv(z[:, :, k], 2)
+        nk = z[:, :, n - k]
+        fpnk = _fixdiv(np.stack([nk[0], -nk[1]]), 2)
+        f1k = (fpk + fpnk).astype(np.int32)
+        tw = _cmul(fpk - fpnk, self.super_tw[:, 0], self.super_tw[:, 1]).astype(np.int32)
         # HALF_OF shifts the int sum, then the store into a short wraps
-        out_r[:, k] = _w16((f1r + twr) >> 1)
-        out_i[:, k] = _w16((f1i + twi) >> 1)
-        out_r[:, n - k] = _w16((f1r - twr) >> 1)
-        out_i[:, n - k] = _w16((twi - f1i) >> 1)
-        return out_r, out_i
+        out[:, :, k] = ((f1k + tw) >> 1).astype(np.int16)
+        out[0][:, n - k] = ((f1k[0] - tw[0]) >> 1).astype(np.int16)
+        out[1][:, n - k] = ((tw[1] - f1k[1]) >> 1).astype(np.int16)
+        return out[0], out[1]

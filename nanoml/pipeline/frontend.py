@@ -318,7 +318,7 @@ class MicroFrontend:
             return np.zeros((0, self.num_channels), dtype=np.uint16)
         self._pending = buf[n * self.step:].copy()
         out = []
-        chunk = 512     # frames per vectorised block (bounds the memory of a long clip)
+        chunk = 64      # frames per vectorised block (cache-sized; bounds the memory)
         for s in range(0, n, chunk):
             idx = (np.arange(s, min(n, s + chunk)) * self.step)[:, None] + np.arange(self.size)
             out.append(self._frames(buf[idx]))
