@@ -29,6 +29,12 @@ def register(app: typer.Typer) -> None:
         sim: Path = typer.Option(None, "--sim", help="Start a virtual board running MODEL and attach to it."),
         sim_rate: float = typer.Option(10.0, "--sim-rate", callback=POSITIVE,
                                        help="Inferences/s of the --sim board (its --rate)."),
+        source: Path = typer.Option(None, "--source",
+                                    help="With --sim: play FILE.wav into the virtual board's "
+                                         "microphone (FILE.csv into its IMU) through the "
+                                         "model's pipeline; exit 0 after the file's last record."),
+        fast: bool = typer.Option(False, "--fast",
+                                  help="With --source: as fast as possible (default: real time)."),
         board: str = BOARD_OPTION,
     ) -> None:
         """Show live inference rate, latency and outputs from the board; log them."""
@@ -45,8 +51,18 @@ def register(app: typer.Typer) -> None:
             if sim and port:
                 raise UsageError("--sim and --port exclude each other",
                                  hint="--sim starts its own virtual board and attaches to it")
+            if (source is not None or fast) and not sim:
+                raise UsageError("--source and --fast go with --sim MODEL",
+                                 hint="a board's own sensors cannot play a file")
+            if fast and source is None:
+                raise UsageError("--fast goes with --source FILE")
             b = get_board(board)
             label_list = [x.strip() for x in labels.split(",")] if labels else None
+            if source is not None:
+                from ..sim.sources import source_kind
+                source_kind(source)                 # .wav or .csv, before starting the sim
+            if sim and label_list is None:
+                label_list = _model_labels(sim)
             logger = RecordLogger(log) if log else None
             sim_proc = None
             view = None
@@ -61,7 +77,12 @@ def register(app: typer.Typer) -> None:
                     from ..sim.process import SimProcess
                     link = Path(tempfile.gettempdir()) / f"nanoml-{getattr(os, 'getuid', lambda: 0)()}" / \
                         f"monitor-{os.getpid()}-sim"
-                    sim_proc = SimProcess.spawn(sim, rate_hz=sim_rate, link=link, board=b.id)
+                    extra = []
+                    if source is not None:
+                        extra = ["--source", str(source)] + (["--fast"] if fast else []) + \
+                            (["--labels", ",".join(label_list)] if label_list else [])
+                    sim_proc = SimProcess.spawn(sim, rate_hz=sim_rate, link=link, board=b.id,
+                                                extra_args=extra)
                     port = sim_proc.link
                 mon = Monitor(Connector(b, port, baud), labels=label_list)
                 view = _make_view(json_out, raw, label_list)
@@ -103,6 +124,19 @@ def register(app: typer.Typer) -> None:
                 _print_summary(summary)
             if log_error is not None:
                 raise log_error
+
+
+def _model_labels(model: Path) -> list[str] | None:
+    """The labels of the model's pipeline (or standard metadata), for --sim; None
+    when it has none or cannot be read (the sim then reports the error)."""
+    try:
+        from ..model import tflite
+        from ..pipeline.store import read_pipeline, standard_labels
+        m = tflite.load(model)
+        p = read_pipeline(m)
+        return (p.labels if p is not None else None) or standard_labels(m)
+    except Exception:  # noqa: BLE001 - labels are extra information
+        return None
 
 
 def summary_json(s: dict) -> dict:
@@ -259,6 +293,11 @@ class _LiveView:
         parts.append(nums)
         if st.last_err:
             parts.append(Text(_safe(f"last error: {st.last_err}"), style="red"))
+        if st.last_det:
+            d = st.last_det
+            parts.append(Text(_safe(f"detections {st.dets}; last: {d.get('label')} (score "
+                                    f"{d.get('score')}) at {d.get('t_ms', 0) / 1000:.2f} s"),
+                              style="bold green"))
         if st.last_out:
             top = st.last_top
             name = (self.labels[top] if self.labels and top is not None and 0 <= top < len(self.labels)
@@ -320,4 +359,4 @@ def _print_summary(s: dict) -> None:
         f"{s['exit'] or 'stopped'}: {s['results']} results at {rate}; latency us min {f(lat['min'])} "
         f"p50 {f(lat['p50'])} p95 {f(lat['p95'])} max {f(lat['max'])}{sim}; corrupt {s['corrupt']}, "
         f"invalid {s['invalid']}, foreign {s['foreign']}, missed {s['missed']}, "
-        f"reconnects {s['reconnects']}\n")
+        f"reconnects {s['reconnects']}, detections {s.get('dets', 0)}\n")

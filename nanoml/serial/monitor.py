@@ -3,7 +3,7 @@ survive resets and unplugging. It yields records (plain dicts, JSON-ready) and
 never prints; `nanoml monitor` renders them.
 
 Record types (each has "type" and "t", the host's Unix time):
-  hello, res, op, arena, err, ack (protocol messages, fields as in
+  hello, res, det, end, op, arena, err, ack (protocol messages, fields as in
   docs/protocol.md), <other> (unknown types from newer firmware),
   foreign {text}, corrupt {reason, text, detail}, status {event, port, message}.
 """
@@ -78,6 +78,9 @@ class MonitorStats:
     acks_ok: int = 0
     acks_rejected: int = 0
     errors: int = 0
+    dets: int = 0                 # detections (det frames) of the pipeline's recognizer
+    last_det: dict | None = None
+    ended: bool = False           # the sim's file source ended (an `end` frame)
     lat_min: int | None = None
     lat_max: int | None = None
     last_seq: int | None = None
@@ -119,6 +122,11 @@ class MonitorStats:
         elif p.type == "err":
             self.errors += 1
             self.last_err = f"{f['code']}: {f['msg']}"
+        elif p.type == "det":
+            self.dets += 1
+            self.last_det = dict(f)
+        elif p.type == "end":
+            self.ended = True
 
     def _result(self, f: dict, t: float) -> None:
         self.results += 1
@@ -179,6 +187,7 @@ class MonitorStats:
             "corrupt": self.corrupt, "invalid": self.invalid, "unknown": self.unknown,
             "missed": self.missed, "restarts": self.restarts, "reconnects": self.reconnects,
             "acks_ok": self.acks_ok, "acks_rejected": self.acks_rejected, "errors": self.errors,
+            "dets": self.dets,
             "rate_hz": (self.results - 1) / span if span > 0 else None,
             "latency_us": self.latency(), "sim": self.sim,
             "hello": self.hello,
@@ -243,7 +252,8 @@ class Monitor:
         one read from the port (a status record comes alone, its raw text is
         its message). The first connection must succeed
         (raises a NanomlError otherwise); later disconnects are waited out.
-        Stops after `count` results or `duration` seconds (exit_reason says which)."""
+        Stops after `count` results, `duration` seconds, or the `end` frame of a
+        sim playing a file (exit_reason "count", "duration", "end")."""
         start = time.monotonic()
         deadline = start + duration if duration else None
         self._ser = self.connector.connect()
@@ -277,6 +287,10 @@ class Monitor:
                     batch.append(self._record(p, now))
                     if count is not None and self.stats.results >= count:
                         self.exit_reason = "count"
+                        yield batch
+                        return
+                    if self.stats.ended:
+                        self.exit_reason = "end"
                         yield batch
                         return
                 if batch:
