@@ -130,6 +130,11 @@ def render(report) -> None:
         parts = esc(", ".join(f"{k} {_b(v)}" for k, v in d["footprint"][key].items()
                               if isinstance(v, int) or v is None))
         c.print(f"{kind:5} [{colour}]{_b(used):>11} of {cap:,} B ({pct})[/]  [dim]{parts}[/]")
+    if report.pipeline is not None:
+        from .pipeline import summary
+        c.print("[bold]Pipeline[/] [dim](stored in the model)[/]")
+        for line in summary(report.pipeline):
+            c.print("  " + esc(line), soft_wrap=True)
     for p in d["problems"]:
         colour = {"error": "red", "warning": "yellow"}.get(p["level"], "cyan")
         c.print(f"[{colour}]{esc(p['level'])}:[/] {esc(p['message'])}", soft_wrap=True)

@@ -32,6 +32,7 @@ class InspectReport:
     footprint: object
     verdict: Verdict
     arena_bytes: int             # the arena `build` would give the firmware (margin included)
+    pipeline: object = None      # the stored sensor pipeline (nanoml.pipeline.spec.Pipeline)
 
     @property
     def problems(self) -> list[dict]:
@@ -90,6 +91,7 @@ class InspectReport:
             "unsupported": self.unsupported,
             "can_run": self.can_run,
             "problems": self.problems,
+            "pipeline": self.pipeline.to_json() if self.pipeline is not None else None,
         }
 
 
@@ -109,5 +111,6 @@ def inspect_model(path: str, board_id: str | None = None, runtime_id: str | None
     model = model or load(path)
     a = assess(model, board, runtime, input_kind or "serial", profile,
                check_input=input_kind is not None)
+    from ..pipeline.store import resolve
     return InspectReport(model, board, runtime, a.stats, a.ops, a.unsupported, a.arena,
-                         a.footprint, a.verdict, a.arena_bytes)
+                         a.footprint, a.verdict, a.arena_bytes, pipeline=resolve(model))

@@ -327,6 +327,10 @@ def resolve(model, *, frontend: str | None = None, frontend_params: dict | None 
                                                   "front end")}
     elif p.source == "imu" and rate:
         p = replace(p, imu=replace(p.imu, rate_hz=float(rate)))
+    outputs = sum(o.elements for o in model.output_tensors)
+    if labels is not None and len(labels) != outputs:
+        raise UsageError(f"{len(labels)} labels for a model with {outputs} output values",
+                         hint=f"give {outputs} labels, one per output value, in output order")
     p = _window(p, stride_ms, stride)
     p = _normalisation(p, offset, scale)
     p = _decision(p, decision, threshold, average_window_ms, suppression_ms, minimum_count)
@@ -334,12 +338,11 @@ def resolve(model, *, frontend: str | None = None, frontend_params: dict | None 
         p = replace(p, labels=list(labels))
     elif p.labels is None and standard:
         found = standard_labels(model)
-        outputs = sum(o.elements for o in model.output_tensors)
         if found and len(found) == outputs and all(0 < len(s) <= 64 for s in found):
             p = replace(p, labels=found)
     # the merged description must be one the spec accepts, and fit the model
     p = spec.from_json(p.to_json())
-    spec.check_against(p, t.shape, t.dtype, sum(o.elements for o in model.output_tensors))
+    spec.check_against(p, t.shape, t.dtype, outputs)
     return p
 
 
