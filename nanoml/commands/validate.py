@@ -17,7 +17,10 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., help="The .tflite model the board runs."),
         inputs: Path = typer.Option(..., "--inputs",
                                     help="Inputs: .npy (N, *input_shape), or .npz (one array "
-                                         "per input). Float data is quantized for int8 inputs."),
+                                         "per input; float data is quantized for int8 inputs), "
+                                         "or a folder DIR/<label>/*.wav of labelled clips "
+                                         "(through the model's audio pipeline: accuracy, "
+                                         "confusion)."),
         port: str = port_option(),
         sim: bool = SIM_OPTION,
         atol: float = typer.Option(None, "--atol", callback=FINITE,
@@ -26,6 +29,12 @@ def register(app: typer.Typer) -> None:
         min_top1: float = typer.Option(0.99, "--min-top1", callback=FINITE,
                                        help="Smallest allowed top-1 agreement (0..1)."),
         limit: int = limit_option(None, "Use the first N samples only."),
+        labels: str = typer.Option(None, "--labels",
+                                   help="With --inputs DIR: the model's labels, comma-separated "
+                                        "(default: its pipeline's)."),
+        min_accuracy: float = typer.Option(None, "--min-accuracy", callback=FINITE,
+                                           help="With --inputs DIR: smallest allowed accuracy "
+                                                "on the labelled clips (0..1; default: none)."),
         board: str = BOARD_OPTION,
         timeout: float = timeout_option(30.0, "exit 1 when it passes"),
         json_out: bool = JSON_OPTION,
@@ -41,12 +50,16 @@ def register(app: typer.Typer) -> None:
             if port and sim:
                 raise UsageError("choose one of --port and --sim")
             check_args(atol, min_top1)
+            if min_accuracy is not None and not 0.0 <= min_accuracy <= 1.0:
+                raise UsageError(f"--min-accuracy must be between 0 and 1, got {min_accuracy}")
             if not model.exists():
                 raise InputError(f"{model}: no such file", "pass the path of a .tflite model")
             with show_progress(not json_out):
                 res = validate(model, inputs, port=port, sim=sim, atol=atol, min_top1=min_top1,
                                limit=limit, board_id=board, frame_timeout=timeout,
-                               deadline=deadline)
+                               deadline=deadline,
+                               labels=[x.strip() for x in labels.split(",")] if labels else None,
+                               min_accuracy=min_accuracy)
             if json_out:
                 emit_json(_json(res, model), "validate/1", res.exit_code)
             else:
@@ -75,6 +88,20 @@ def register(app: typer.Typer) -> None:
                 f"(at least {100 * res.min_top1:.1f}%)")
         if res.max_lsb is not None:
             c.print(f"worst quantized difference {res.max_lsb} LSB")
+        if res.classes:
+            _render_classes(c, res)
         for n in res.notes:
             c.print(f"note: {esc(n)}")
         c.print("PASS" if res.passed else "FAIL: outside the tolerances")
+
+    def _render_classes(c, res) -> None:
+        k = res.classes
+        need = f" (at least {100 * res.min_accuracy:.1f}%)" if res.min_accuracy is not None else ""
+        c.print(f"accuracy       {100 * k['accuracy']:.1f}%  ({k['correct']} of {k['clips']} "
+                f"labelled clips){need}")
+        width = max(len(x) for x in k["labels"])
+        c.print("confusion (rows: true label, columns: predicted)")
+        c.print(esc(" " * (width + 2) + " ".join(f"{x:>{max(5, len(x))}}" for x in k["labels"])))
+        for name, row in zip(k["labels"], k["confusion"]):
+            c.print(esc(f"{name:>{width}}  " + " ".join(
+                f"{v:>{max(5, len(x))}}" for v, x in zip(row, k["labels"]))))

@@ -38,6 +38,12 @@ class ValidateResult:
     output_scale: float | None
     device_us: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    classes: dict | None = None          # labelled clips: nanoml.validate.audio.class_report
+    min_accuracy: float | None = None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.classes["accuracy"] if self.classes else None
 
     @property
     def max_abs_error(self) -> float:
@@ -69,7 +75,10 @@ class ValidateResult:
 
     @property
     def passed(self) -> bool:
-        return self.max_abs_error <= self.atol and self.top1_agreement >= self.min_top1
+        ok = self.max_abs_error <= self.atol and self.top1_agreement >= self.min_top1
+        if self.min_accuracy is not None and self.accuracy is not None:
+            ok = ok and self.accuracy >= self.min_accuracy
+        return ok
 
     @property
     def exit_code(self) -> int:
@@ -83,7 +92,16 @@ class ValidateResult:
                 "tolerances": {"atol": self.atol, "min_top1": self.min_top1},
                 "output_scale": self.output_scale, "passed": self.passed,
                 "per_sample": [s.to_json() for s in self.samples], "notes": self.notes,
-                "exit_code": self.exit_code}
+                "exit_code": self.exit_code, **self._classes_json()}
+
+    def _classes_json(self) -> dict:
+        """Labelled clips: accuracy, confusion (rows: true label, columns: predicted),
+        labels and the per-file list; nothing for .npy/.npz inputs."""
+        if not self.classes:
+            return {}
+        c = self.classes
+        return {"accuracy": c["accuracy"], "confusion": c["confusion"], "labels": c["labels"],
+                "files": c["files"], "min_accuracy": self.min_accuracy}
 
 
 def default_atol(sim_model) -> tuple[float, float | None]:

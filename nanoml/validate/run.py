@@ -66,7 +66,10 @@ def validate_stream(link, sim_model, samples: list[list[bytes]], source: str,
 def validate(model: Path, inputs: Path, port: str | None = None, sim: bool = False,
              atol: float | None = None, min_top1: float = 1.0, limit: int | None = None,
              board_id: str | None = None, frame_timeout: float = 30.0,
-             deadline=None) -> ValidateResult:
+             deadline=None, labels: list[str] | None = None,
+             min_accuracy: float | None = None) -> ValidateResult:
+    """`inputs`: a .npy/.npz file, or a folder of labelled clips (DIR/<label>/*.wav,
+    nanoml.validate.audio): then the result also has the labelled accuracy."""
     from ..boards import get_board
     from ..serial.link import BoardLink
     from ..sim.deadline import Deadline
@@ -76,18 +79,34 @@ def validate(model: Path, inputs: Path, port: str | None = None, sim: bool = Fal
     progress.report("starting the reference interpreter")
     ref_model = SimModel(model, deadline=deadline)   # the host interpreter, in a worker process
     try:
-        samples = load_inputs(inputs, ref_model)
+        clips = None
+        if Path(inputs).is_dir():
+            from .audio import load_labelled_clips
+            clips = load_labelled_clips(Path(inputs), ref_model, labels)
+            samples = clips.samples
+        else:
+            if labels is not None:
+                raise UsageError("--labels goes with --inputs DIR (a folder of label subfolders)")
+            samples = load_inputs(inputs, ref_model)
         if limit:
             samples = samples[:limit]
         if sim:
-            return _validate_sim(model, ref_model, samples, board, atol, min_top1,
-                                 frame_timeout, deadline)
-        if not port:
-            from ..serial.ports import find_board_port
-            port = find_board_port(board).device
-        with BoardLink.open(port) as link:
-            return validate_stream(link, ref_model, samples, "device", atol, min_top1,
-                                   frame_timeout, deadline=deadline)
+            res = _validate_sim(model, ref_model, samples, board, atol, min_top1,
+                                frame_timeout, deadline)
+        else:
+            if not port:
+                from ..serial.ports import find_board_port
+                port = find_board_port(board).device
+            with BoardLink.open(port) as link:
+                res = validate_stream(link, ref_model, samples, "device", atol, min_top1,
+                                      frame_timeout, deadline=deadline)
+        if clips is not None:
+            from .audio import class_report
+            res.classes = class_report(clips, [s.top_device for s in res.samples])
+            res.min_accuracy = min_accuracy
+        elif min_accuracy is not None:
+            raise UsageError("--min-accuracy goes with --inputs DIR (labelled clips)")
+        return res
     finally:
         ref_model.close()
 
