@@ -151,14 +151,17 @@ def window_coefficients(size: int, flavor: str = "tensorflow"):
     return out
 
 
-def filterbank_matrix(sample_rate: int, spectrum_size: int, num_channels: int,
-                      lower: float, upper: float, flavor: str = "tensorflow"):
-    """(start_index, end_index, M) where M (int64 [spectrum_size, num_channels])
-    holds, for output channel k, the weights of its own band k+1 and the
-    unweights of band k (the accumulation of filterbank.c: channel k+1's weighted
-    sum plus channel k's unweighted sum), quantised to 12 bits."""
-    import numpy as np
+def filterbank_bands(sample_rate: int, spectrum_size: int, num_channels: int,
+                     lower: float, upper: float, flavor: str = "tensorflow"):
+    """The mel filterbank as bands of consecutive FFT bins: (start_index,
+    end_index, edges, weights, unweights). Band c (0..num_channels) covers bins
+    ``start_index + edges[c] .. start_index + edges[c+1] - 1``; weights/unweights
+    (int64 [end_index - start_index], 12-bit) are each bin's weight in its own
+    band and in the band before it. Output channel k is band k+1's weighted sum
+    plus band k's unweighted sum (filterbank.c's accumulation)."""
     import math
+
+    import numpy as np
     tf = flavor != "tflm"
 
     def mel(f):
@@ -175,8 +178,9 @@ def filterbank_matrix(sample_rate: int, spectrum_size: int, num_channels: int,
     else:
         hz_per_sbin = _f32(0.5) * _f32(sample_rate) / (_f32(spectrum_size) - _f32(1))
         start_index = int(_f32(1.5) + _f32(lower) / hz_per_sbin)
-    weights = np.zeros((spectrum_size, n1), dtype=np.int64)
-    unweights = np.zeros((spectrum_size, n1), dtype=np.int64)
+    weights: list[int] = []
+    unweights: list[int] = []
+    edges = [0]
     end_index = 0
     freq = start_index
     for chan in range(n1):
@@ -190,18 +194,19 @@ def filterbank_matrix(sample_rate: int, spectrum_size: int, num_channels: int,
             w = (centers[chan] - mel(_f32(f) * hz_per_sbin)) / (centers[chan] - denom)
             one = 1 << FILTERBANK_BITS
             if tf:
-                weights[f, chan] = math.floor(float(w * _f32(one)) + 0.5)
-                unweights[f, chan] = math.floor((1.0 - float(w)) * one + 0.5)
+                weights.append(math.floor(float(w * _f32(one)) + 0.5))
+                unweights.append(math.floor((1.0 - float(w)) * one + 0.5))
             else:
-                weights[f, chan] = int(np.floor(w * _f32(one) + _f32(0.5)))
-                unweights[f, chan] = int(np.floor((_f32(1.0) - w) * _f32(one) + _f32(0.5)))
+                weights.append(int(np.floor(w * _f32(one) + _f32(0.5))))
+                unweights.append(int(np.floor((_f32(1.0) - w) * _f32(one) + _f32(0.5))))
+        edges.append(freq - start_index)
         end_index = max(end_index, freq)
     if end_index >= spectrum_size:
         raise UsageError(f"micro front end: the filterbank needs frequency bin {end_index} but "
                          f"the spectrum has {spectrum_size} bins",
                          hint="lower upper_band_limit or num_channels, or use a longer window")
-    m = weights[:, 1:] + unweights[:, :-1]
-    return start_index, end_index, m
+    return (start_index, end_index, np.array(edges, dtype=np.intp),
+            np.array(weights, dtype=np.int64), np.array(unweights, dtype=np.int64))
 
 
 def pcan_lut(strength: float, offset: float, gain_bits: int, input_bits: int):
@@ -266,10 +271,10 @@ class MicroFrontend:
         self.fft = RealFft16(fft_size)
         self.fft_size = fft_size
         self.num_channels = int(p["num_channels"])
-        self.start_index, self.end_index, self.fb = filterbank_matrix(
+        self.start_index, self.end_index, self.edges, self.weights, self.unweights = \
+            filterbank_bands(
             rate, fft_size // 2 + 1, self.num_channels, float(p["lower_band_limit"]),
             float(p["upper_band_limit"]), flavor)
-        self.fb_float = self.fb.astype(np.float64)
         # noise reduction (float32 config times 2**14, truncated to uint16)
         self.smoothing_bits = int(p["smoothing_bits"])
         scale = _f32(1 << NOISE_REDUCTION_BITS)
@@ -336,16 +341,18 @@ class MicroFrontend:
         re, im = self.fft(x)
         # 3. energy in int32 (wraps), then used as an unsigned 64-bit magnitude
         band = slice(self.start_index, self.end_index)
-        energy = np.zeros((w.shape[0], re.shape[1]), dtype=np.int64)
         e = (re[:, band].astype(np.int64) ** 2 + im[:, band].astype(np.int64) ** 2)
-        energy[:, band] = e.astype(np.uint32).astype(np.int32)
-        # 4. filterbank (mod 2**64 like uint64), sqrt, shift down
-        if (energy >= 0).all():
-            # every partial sum is an integer below 2**53: float64 (BLAS) is exact
-            acc = np.rint(energy.astype(np.float64) @ self.fb_float).astype(np.uint64)
-        else:
-            acc = (energy @ self.fb).view(np.uint64)
-        del e
+        energy = e.astype(np.uint32).astype(np.int32).astype(np.int64)
+        # 4. filterbank: sums over each band's bins by differences of running sums
+        # (int64 arithmetic wraps modulo 2**64 exactly as the C's uint64 does)
+        rows = energy.shape[0]
+        cw = np.zeros((rows, energy.shape[1] + 1), dtype=np.int64)
+        cu = np.zeros_like(cw)
+        np.cumsum(energy * self.weights, axis=1, out=cw[:, 1:])
+        np.cumsum(energy * self.unweights, axis=1, out=cu[:, 1:])
+        sw = cw[:, self.edges[1:]] - cw[:, self.edges[:-1]]
+        su = cu[:, self.edges[1:]] - cu[:, self.edges[:-1]]
+        acc = (sw[:, 1:] + su[:, :-1]).view(np.uint64)
         signal = (_sqrt64(acc) >> shift[:, None].astype(np.uint64)).astype(np.uint64)
         # 5. noise reduction (sequential over frames)
         signal = self._noise_reduction(signal)
