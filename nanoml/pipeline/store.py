@@ -114,7 +114,7 @@ class _AlignedBuffer:
             builder.StartVector(1, len(raw), ALIGN)
             builder.head = builder.head - len(raw)
             builder.Bytes[builder.head:builder.head + len(raw)] = raw
-            vec = builder.EndVector(len(raw))
+            vec = builder.EndVector()
         fb.BufferStart(builder)
         if vec is not None:
             fb.BufferAddData(builder, vec)
