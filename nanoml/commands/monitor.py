@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
                 source_kind(source)                 # .wav or .csv, before starting the sim
             if sim and label_list is None:
                 label_list = _model_labels(sim)
-            logger = RecordLogger(log) if log else None
+            logger = None
             sim_proc = None
             view = None
             mon = None
@@ -84,6 +84,8 @@ def register(app: typer.Typer) -> None:
                     sim_proc = SimProcess.spawn(sim, rate_hz=sim_rate, link=link, board=b.id,
                                                 extra_args=extra)
                     port = sim_proc.link
+                # opened once the sim runs: a sim that cannot start leaves no log behind
+                logger = RecordLogger(log) if log else None
                 mon = Monitor(Connector(b, port, baud), labels=label_list)
                 view = _make_view(json_out, raw, label_list)
                 _stop_on_signals()
