@@ -155,7 +155,7 @@ def test_the_tables_parse_and_name_their_schema():
     s = schemas()
     assert {"envelope", "error/1", "inspect/1", "boards/1", "build/1", "profile/1",
             "validate/1", "monitor/1 summary", "sim/1 start", "sim/1 summary",
-            "convert/1", "flash/1", "ports/1"} <= set(s)
+            "convert/1", "flash/1", "ports/1", "features/1"} <= set(s)
 
 
 @pytest.mark.parametrize("args, name", [

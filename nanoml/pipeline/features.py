@@ -17,44 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, UsageError
-from .spec import (DEFAULT_AUDIO_STRIDE_MS, MICRO_SPEECH_FEATURE_SCALE, Pipeline, check_against,
-                   check_frontend, conversion_for)
-
-FEATURE_SCALES = {"micro_speech": MICRO_SPEECH_FEATURE_SCALE}
-
-
-def preset_pipeline(model, kind: str = "micro_speech") -> Pipeline:
-    """The pipeline of front-end preset `kind` shaped for `model`'s one input
-    tensor: frames = input elements / channels, the conversion for its dtype
-    and quantization."""
-    frontend = check_frontend(kind, {})     # an unknown or planned kind: one line
-    ins = model.input_tensors
-    if len(ins) != 1:
-        raise UsageError(f"{model.path}: the model has {len(ins)} input tensors; an audio "
-                         "pipeline fills exactly one", hint="use a model with one audio input")
-    t = ins[0]
-    channels = int(frontend.params["num_channels"])
-    if t.elements == 0 or t.elements % channels:
-        raise UsageError(f"{model.path}: input {t.shape} is not audio features: its "
-                         f"{t.elements} values are not frames of {channels} channels",
-                         hint=f"the {kind} front end gives frames of {channels} channels")
-    q = t.quant
-    tensor = conversion_for(t.dtype, q.scale[0] if q else None, q.zero_point[0] if q else None,
-                            FEATURE_SCALES[kind])
-    pipe = Pipeline(source="mic", window={"frames": t.elements // channels,
-                                          "stride_ms": DEFAULT_AUDIO_STRIDE_MS},
-                    tensor=tensor, frontend=frontend)
-    outputs = sum(o.elements for o in model.output_tensors)
-    check_against(pipe, t.shape, t.dtype, outputs)
-    return pipe
+from .spec import Pipeline
 
 
 def model_pipeline(model, frontend: str | None = None) -> Pipeline:
-    """The model's audio pipeline: the preset (`frontend`, default micro_speech)
-    shaped for the model. (P1's `store.resolve` replaces this once it exists.)"""
-    pipe = preset_pipeline(model, frontend or "micro_speech")
+    """The model's audio pipeline: the one stored in it (`nanoml pipeline`), else
+    the `frontend` preset (default micro_speech) shaped for its input tensor
+    (store.resolve: checked against the model's tensors)."""
+    from .store import resolve
+    pipe = resolve(model, frontend=frontend) or resolve(model, frontend="micro_speech")
     if pipe.source != "mic" or pipe.frontend is None:
-        raise UsageError(f"{model.path}: the model's pipeline is not an audio one",
+        raise UsageError(f"{model.path}: the model's pipeline reads the {pipe.source}, not audio",
                          hint="features are computed for models with an audio (mic) pipeline")
     return pipe
 
