@@ -56,6 +56,20 @@ def register(app: typer.Typer) -> None:
                                                "for an offline build (docs/build.md)."),
         timeout: float = timeout_option(1800, "the PlatformIO build"),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Show PlatformIO's output."),
+        frontend: str = typer.Option(None, "--frontend",
+                                     help="--input mic: the audio front end (micro_speech), "
+                                          "overriding the model's stored pipeline."),
+        labels: str = typer.Option(None, "--labels",
+                                   help="Label names, comma-separated (one per output)."),
+        stride_ms: int = typer.Option(None, "--stride-ms", callback=POSITIVE,
+                                      help="--input mic pipeline: ms between inferences."),
+        stride: int = typer.Option(None, "--stride", callback=POSITIVE,
+                                   help="--input imu pipeline: samples between inferences."),
+        decision: bool = typer.Option(None, "--decision/--no-decision",
+                                      help="Turn the pipeline's score smoothing (det lines) "
+                                           "on or off."),
+        threshold: int = typer.Option(None, "--threshold",
+                                      help="Detection threshold on the average score, 0..255."),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Generate a PlatformIO project (or Arduino sketch) for MODEL and compile it.
@@ -65,12 +79,17 @@ def register(app: typer.Typer) -> None:
         with handle_errors(json_out):
             from ..firmware.build import BuildOptions, build, compile_project, generate
             from ..firmware.render import platformio_env
+            from .pipeline import _names
+            overrides = {"frontend": frontend, "labels": _names(labels, "--labels"),
+                         "stride_ms": stride_ms, "stride": stride, "decision": decision,
+                         "threshold": threshold}
             opts = BuildOptions(model=model, board=board, runtime=runtime,
                                 input=value_of(input_source), out=out, fmt=value_of(fmt),
                                 arena=arena, arena_margin=arena_margin,
                                 rate_hz=rate, interval_ms=interval_ms, profile=profile,
                                 compile=not no_compile, force=force, config=config,
-                                packages_dir=packages_dir, verbose=verbose, timeout=timeout)
+                                packages_dir=packages_dir, verbose=verbose, timeout=timeout,
+                                pipeline=overrides)
             if json_out:
                 result = build(opts)
                 emit_json(to_json(result), "build/1", result.exit_code)

@@ -44,6 +44,8 @@ class BuildOptions:
     verbose: bool = False
     timeout: float = DEFAULT_BUILD_TIMEOUT
     cwd: Path | None = None
+    # Overrides of the model's pipeline (mic/imu): store.resolve's keyword arguments.
+    pipeline: dict | None = None
 
 
 @dataclass
@@ -106,7 +108,7 @@ def generate(opts: BuildOptions) -> BuildResult:
         out = cwd / out
     spec = make_spec(opts.model, opts.board, opts.runtime, opts.input, opts.fmt, opts.arena,
                      opts.arena_margin, opts.rate_hz, opts.interval_ms, opts.profile,
-                     project_dir=out)
+                     project_dir=out, pipeline=opts.pipeline)
     sketch_name = None
     if spec.fmt == "arduino":
         sketch_name = out.name

@@ -31,6 +31,13 @@ from .spec import (ARENA_PROBE_UNSAFE_OPS, BAUD, HELLO_PERIOD_MS, MAX_OP_EVENTS,
 # Copied verbatim (no template).
 STATIC_FILES = ("model_data.h", "nanoml_ops.h", "nanoml_buffers.h", "nanoml_app.h",
                 "nanoml_app.cpp", "nanoml_cycles.h")
+# Sensor pipelines (mic/imu input with a pipeline): windows, conversion, decisions.
+PIPELINE_FILES = ("nanoml_window.h", "nanoml_recognizer.h")
+# nanoml_app.h's TensorType (TfLiteType numbers).
+TYPE_CODES = {"float32": 1, "int8": 9, "uint8": 3, "int16": 7}
+# PDM gain of the pipeline firmware: the value TFLM's micro_speech example for
+# this board uses (tflite-micro-arduino-examples, arduino_audio_provider.cpp).
+PDM_GAIN = 13
 PROTOCOL_HEADER = "common/nanoml_protocol.h"
 _HEX = [f"0x{b:02x}" for b in range(256)]
 
@@ -55,6 +62,70 @@ def model_bytes_text(data: bytes, per_line: int = 16) -> str:
 
 def _c_string(s: str) -> str:
     return s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def c_literal(s: str) -> str:
+    """Any text as the body of a C string literal: printable ASCII kept, every
+    other byte (UTF-8) as an octal escape."""
+    out = []
+    for b in s.encode("utf-8"):
+        c = chr(b)
+        if c in '"\\?' or not 32 <= b < 127:
+            out.append(f"\\{b:03o}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def c_float(x: float) -> str:
+    """A float32 constant: the float32 nearest x, written so the compiler reads
+    back exactly that value (the host twins round parameters to float32 too)."""
+    import numpy as np
+    v = float(np.float32(x))
+    text = repr(v)
+    if "e" not in text and "." not in text and "inf" not in text:
+        text += ".0"
+    return text + "f"
+
+
+def pipeline_context(spec: FirmwareSpec) -> dict | None:
+    """The pipeline's parameters as the firmware config renders them."""
+    from ..errors import UsageError
+    from ..pipeline.spec import IMU_CHANNELS
+    p = spec.pipeline
+    if p is None:
+        return None
+    conv = p.tensor
+    ctx = {"source": p.source, "type": TYPE_CODES[conv.dtype], "dtype": conv.dtype,
+           "multiplier": conv.multiplier, "shift": conv.shift, "zero_point": conv.zero_point,
+           "qmin": conv.qmin, "qmax": conv.qmax, "feature_scale": c_float(conv.feature_scale),
+           "frames": p.frames, "channels": p.channels, "decision": None,
+           "labels": [c_literal(p.label(i)) for i in range(spec.model.output_tensors[0].elements)]}
+    if p.source == "mic":
+        fe = dict(p.frontend.params)
+        ctx.update(frontend={k: (c_float(v) if isinstance(v, float) else int(v))
+                             for k, v in fe.items()},
+                   step_samples=p.step_samples, window_samples=p.window_samples,
+                   stride=p.stride_frames, pdm_gain=PDM_GAIN)
+    else:
+        im = p.imu
+        ctx.update(stride=int(p.window["stride"]),
+                   channel_index=[IMU_CHANNELS.index(c) for c in im.channels],
+                   read_gyro=any(c[0] == "g" for c in im.channels),
+                   read_mag=any(c[0] == "m" for c in im.channels),
+                   offset=[c_float(v) for v in im.offset] if im.offset is not None else None,
+                   scale=[c_float(v) for v in im.scale] if im.scale is not None else None)
+    if p.decision is not None:
+        if len(spec.model.output_tensors) != 1:
+            raise UsageError("the pipeline's decisions need a model with one output tensor",
+                             hint="build with --no-decision")
+        d = p.decision
+        ignore = set(d.ignore or [])
+        ctx["decision"] = {"average_window_ms": d.average_window_ms, "threshold": d.threshold,
+                           "suppression_ms": d.suppression_ms, "minimum_count": d.minimum_count,
+                           "ignore": [1 if p.label(i) in ignore else 0
+                                      for i in range(len(ctx["labels"]))]}
+    return ctx
 
 
 def platformio_env(spec: FirmwareSpec) -> str:
@@ -141,6 +212,7 @@ def context(spec: FirmwareSpec, local: LocalPackages | None = None,
         "mic_ring_samples": MIC_RING_SAMPLES,
         "imu": spec.imu,
         "mic": spec.mic,
+        "pipe": pipeline_context(spec),
         "env": platformio_env(spec),
         "platform": platform,
         "platform_packages": packages,
@@ -171,6 +243,9 @@ def render_sources(spec: FirmwareSpec, ctx: dict) -> dict[str, str]:
         dict(ctx, model_bytes_text=model_bytes_text(spec.model.raw)))
     if spec.input in ("imu", "mic"):
         out["nanoml_input.h"] = (sk / "firmware" / "nanoml_input.h").read_text()
+        if spec.pipeline is not None:
+            for name in PIPELINE_FILES:
+                out[name] = (sk / "firmware" / name).read_text()
         out["nanoml_input.cpp"] = env.get_template(
             f"firmware/nanoml_input_{spec.input}.cpp.j2").render(ctx)
     if spec.profile:
@@ -180,7 +255,7 @@ def render_sources(spec: FirmwareSpec, ctx: dict) -> dict[str, str]:
 
 
 # Every source file name render_sources() can produce, whatever the options.
-SOURCE_NAMES = frozenset(STATIC_FILES + (
+SOURCE_NAMES = frozenset(STATIC_FILES + PIPELINE_FILES + (
     "nanoml_protocol.h", "main.cpp", "nanoml_config.h", "nanoml_ops.cpp", "nanoml_buffers.cpp",
     "model_data.cpp", "nanoml_input.h", "nanoml_input.cpp", "nanoml_profiler.h",
     "nanoml_arena_probe.h"))

@@ -75,6 +75,7 @@ class FirmwareSpec:
     mic: dict | None = None
     footprint: object | None = None
     warnings: list[str] = field(default_factory=list)
+    pipeline: object | None = None   # nanoml.pipeline.spec.Pipeline (mic/imu), or None
 
     @property
     def nanoml_version(self) -> str:
@@ -91,6 +92,7 @@ class FirmwareSpec:
             "static_memory": self.static_memory, "build_flags": self.build_flags,
             "lib_deps": self.lib_deps,
             "footprint": self.footprint.to_json() if self.footprint is not None else None,
+            "pipeline": self.pipeline.to_json() if self.pipeline is not None else None,
             "warnings": self.warnings,
         }
 
@@ -279,9 +281,12 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
               input_source: str = "serial", fmt: str = "platformio", arena: str | int | None = None,
               arena_margin: str | int | None = None, rate_hz: int | None = None,
               interval_ms: int = 0, profile: bool = False,
-              project_dir: Path | None = None) -> FirmwareSpec:
+              project_dir: Path | None = None,
+              pipeline: dict | None = None) -> FirmwareSpec:
     """Check and describe a firmware build. `project_dir`: the output folder, where
-    `nanoml profile` may have recorded the arena measured on the board."""
+    `nanoml profile` may have recorded the arena measured on the board. `pipeline`:
+    overrides of the model's stored pipeline (`nanoml.pipeline.store.resolve`'s
+    keyword arguments); mic/imu input only."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
     model_path = Path(model_path)
@@ -289,7 +294,11 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
     board = get_board(board_id)
     runtime = get_runtime(runtime_id)
     ops, sequence = resolve_ops(model, runtime)
+    pipe = sensor_pipeline(model, input_source, pipeline or {})
+    rate_hz = _pipeline_rate(pipe, rate_hz)
     rate, imu, mic, warnings = _check_input(model, board, input_source, rate_hz)
+    if pipe is not None and imu is not None:
+        imu["channels"] = pipe.channels
     if interval_ms < 0:
         raise UsageError("--interval-ms must not be negative")
 
@@ -354,4 +363,34 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
         line_bytes=line_buffer_bytes(model, sequence, outputs_total, quantized_outputs),
         output_capacity=max(outputs_total, 1), static_memory=static_memory,
         build_flags=build_flags(static_memory, profile) if fmt == "platformio" else [],
-        lib_deps=lib_deps, imu=imu, mic=mic, footprint=fp, warnings=warnings)
+        lib_deps=lib_deps, imu=imu, mic=mic, footprint=fp, warnings=warnings, pipeline=pipe)
+
+
+def sensor_pipeline(model: Model, source: str, overrides: dict):
+    """The pipeline a mic/imu build renders: the model's stored description with
+    the command line's overrides (None: the input takes raw samples, as before)."""
+    if source not in ("mic", "imu"):
+        if any(v is not None for v in overrides.values()):
+            raise UsageError(f"pipeline options apply to --input mic or imu, not {source}")
+        return None
+    from ..pipeline.store import resolve
+    pipe = resolve(model, **overrides)
+    if pipe is not None and pipe.source != source:
+        raise UsageError(f"{Path(model.path).name} has a {pipe.source} pipeline, but the "
+                         f"build asks for --input {source}",
+                         hint=f"use --input {pipe.source}")
+    return pipe
+
+
+def _pipeline_rate(pipe, rate_hz: int | None) -> int | None:
+    """The sensor rate the pipeline fixes (an explicit --rate must agree)."""
+    if pipe is None:
+        return rate_hz
+    want = pipe.sample_rate
+    if int(want) != want:
+        raise UsageError(f"the pipeline's rate {want:g} Hz is not a whole number of Hz",
+                         hint="rewrite it with `nanoml pipeline MODEL --rate N`")
+    if rate_hz is not None and rate_hz != int(want):
+        raise UsageError(f"--rate {rate_hz} differs from the pipeline's {int(want)} Hz",
+                         hint="leave --rate out (the pipeline sets it)")
+    return int(want)

@@ -158,14 +158,27 @@ struct DeviceInfo {
   size_t n_outputs;
 };
 
+// A sensor pipeline's real-time accounting for one result (res fields t_ms,
+// fus, drop).
+struct StreamFields {
+  uint32_t t_ms;         // stream time of the window's last sample
+  uint32_t feature_us;   // front end + conversion since the previous result
+  uint32_t dropped;      // samples lost since boot
+  bool has_feature_us;   // audio pipelines only
+};
+
 // Protocol lines (docs/protocol.md). Each returns the line length, 0 when it
 // did not fit in the writer's buffer (then nothing must be sent).
 size_t write_hello(LineWriter& w, const DeviceInfo& d);
 // `values`/`raw` are scratch arrays of `capacity` elements (all outputs,
-// concatenated). `frame` is the host frame answered, or -1 for none.
+// concatenated). `frame` is the host frame answered, or -1 for none;
+// `stream` the pipeline's fields, or nullptr.
 size_t write_result(LineWriter& w, uint32_t seq, uint32_t us, const TensorInfo* outputs,
                     size_t n_outputs, float* values, int32_t* raw, size_t capacity,
-                    int64_t frame);
+                    int64_t frame, const StreamFields* stream = nullptr);
+// A detection of the pipeline's recognizer (docs/protocol.md `det`).
+size_t write_det(LineWriter& w, uint32_t seq, uint32_t index, const char* label,
+                 uint32_t score, uint32_t t_ms);
 size_t write_error(LineWriter& w, const char* code, const char* msg);
 size_t write_ack(LineWriter& w, uint32_t seq, bool ok, const char* why);
 size_t write_op(LineWriter& w, uint32_t seq, uint32_t index, const char* op, uint32_t cycles,

@@ -13,8 +13,12 @@ bool input_begin(TensorInfo& input, const char** why);
 // Moves new samples into the tensor; true once a whole window is in it. The
 // next call starts a new window.
 bool input_poll(TensorInfo& input);
-// Samples lost because the firmware was busy (mic); 0 for the IMU.
+// Samples lost because the firmware was busy (mic ring overflow; IMU samples
+// skipped when an inference made the schedule fall behind).
 uint32_t input_dropped();
+// The last window's stream time and front-end time (a pipeline's res
+// fields); false when the input has no pipeline.
+bool input_stream_fields(StreamFields* out);
 
 }  // namespace nanoml
 
