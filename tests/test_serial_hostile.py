@@ -610,3 +610,29 @@ def test_board_link_names_the_invalid_result_instead_of_failing():
     finally:
         board.close()
     assert "invalid line(s) from the board" in e.value.message and "us: " in e.value.message
+
+
+def test_a_dead_sims_link_to_a_reused_pty_is_not_reconnected(tmp_path):
+    """A killed sim leaves its link; when another program gets the same pty
+    number, the monitor must not read that program's board (seen in a busy
+    test run: results of another model after a reconnect). It waits instead,
+    until a sim makes the link again."""
+    from nanoml.errors import BoardNotFound
+    from nanoml.serial.monitor import Connector
+
+    other = PtyBoard()                              # another program's pty, made after the link
+    link = tmp_path / "nanoml-sim"
+    try:
+        link.symlink_to(other.path)
+        made = os.stat(other.path).st_ctime
+        os.utime(link, (made - 60, made - 60), follow_symlinks=False)
+        with pytest.raises(BoardNotFound, match="newer than the link"):
+            Connector("nano33ble_sense", str(link)).connect()
+        r = subprocess.run(nanoml("monitor", "--port", link, "--count", 1), capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 3 and "newer than the link" in r.stderr.splitlines()[0]
+        link.unlink()
+        link.symlink_to(other.path)                 # a sim made its link after its pty: fine
+        Connector("nano33ble_sense", str(link)).connect().close()
+    finally:
+        other.close()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from ..errors import BoardNotFound, NanomlError
-from .ports import find_board_port, open_port
+from .ports import find_board_port, open_port, reused_pty_link
 from .protocol import PROTOCOL_VERSION, Corrupt, Foreign, Message, Parsed, printable
 from .stream import StreamDecoder
 
@@ -48,6 +48,10 @@ class Connector:
         listing = self.ports_fn() if self.ports_fn else None
         if self.port:
             path = self.port
+            if reused_pty_link(path):          # a dead sim's link: wait for the new one
+                raise BoardNotFound(f"{path} points to a pseudo-terminal newer than the link "
+                                    "(the virtual board that made it is gone)",
+                                    hint="start `nanoml sim` again with the same --link")
         else:
             path = find_board_port(self.board, None, ports=listing).device
         ser = open_port(path, self.baud)

@@ -211,6 +211,23 @@ def virtual_board_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"nanoml-{getattr(os, 'getuid', lambda: 0)()}"
 
 
+def reused_pty_link(path) -> bool:
+    """True when `path` is a symlink to a pseudo-terminal made after the link:
+    the sim that made the link is gone and another program got its pty number
+    (a `nanoml sim` opens its pty first, then makes the link). Only ptys are
+    judged: a udev link to a real device may be older than the device's
+    metadata change."""
+    try:
+        if not os.path.islink(path):
+            return False
+        target = os.path.realpath(path)
+        if not target.startswith("/dev/pts/"):
+            return False
+        return os.lstat(path).st_mtime < os.stat(target).st_ctime - 0.05
+    except OSError:
+        return False
+
+
 def virtual_boards(folder: Path | None = None) -> list[PortInfo]:
     """Links in `folder` to a terminal device that is there (a running sim).
     Skipped: dangling links (a sim killed with SIGKILL), and links older than
@@ -227,8 +244,7 @@ def virtual_boards(folder: Path | None = None) -> list[PortInfo]:
             if not link.is_symlink():
                 continue
             target = os.path.realpath(link)
-            st = os.stat(target)
-            if not stat.S_ISCHR(st.st_mode) or os.lstat(link).st_mtime < st.st_ctime - 0.05:
+            if not stat.S_ISCHR(os.stat(target).st_mode) or reused_pty_link(link):
                 continue
         except OSError:
             continue
