@@ -94,6 +94,22 @@ def test_cpp_lines_parse_in_python(tool):
             assert P.encode_line(m.type, m.fields) == line + b"\r\n"
 
 
+def test_cpp_det_and_real_time_fields_parse_and_match_python(tool):
+    lines = run(tool, "stream").encode().split(b"\r\n")
+    assert lines[-1] == b""
+    msgs = [P.parse_line(line) for line in lines[:-1]]
+    assert all(isinstance(m, P.Message) and m.known for m in msgs), msgs
+    res, *dets = msgs
+    assert res.type == "res" and (res.fields["t_ms"], res.fields["fus"], res.fields["drop"]) == \
+        (2190, 1840, 4294967295)
+    assert [d.type for d in dets] == ["det"] * 3
+    assert [d.fields for d in dets] == [
+        {"seq": 12 + i, "i": i, "label": name, "score": 200 + i, "t_ms": 4294967295 - i}
+        for i, name in enumerate(["yes", "no go", "caf\u00e9=1,2"])]
+    for line, m in zip(lines, msgs):             # Python writes the same bytes
+        assert P.encode_line(m.type, m.fields) == line + b"\r\n"
+
+
 def test_float_formatting_agrees(tool):
     rng = random.Random(2)
     bits = [rng.getrandbits(32) for _ in range(50000)]

@@ -343,6 +343,33 @@ class LineWriter {
 };
 
 // ---------------------------------------------------------------------------
+// Sensor pipelines (docs/protocol.md `res` and `det`).
+//
+// Real-time accounting, appended to a `res` line after its required fields:
+// the stream time of the window's last sample (ms), the microseconds spent in
+// the front end since the previous result, and the samples dropped since boot.
+inline void field_stream_timing(LineWriter& w, uint32_t t_ms, uint32_t feature_us,
+                                uint32_t dropped) {
+  w.field_uint("t_ms", t_ms);
+  w.field_uint("fus", feature_us);
+  w.field_uint("drop", dropped);
+}
+
+// A whole `det` line (a detection of the recognizer) into `w`: the result's
+// seq, the label index and name, its average score (0..255) and stream time.
+// Returns the line length, 0 when it did not fit (then send nothing).
+inline size_t encode_det(LineWriter& w, uint32_t seq, uint32_t index, const char* label,
+                         uint32_t score, uint32_t t_ms) {
+  w.begin("det");
+  w.field_uint("seq", seq);
+  w.field_uint("i", index);
+  w.field("label", label);
+  w.field_uint("score", score);
+  w.field_uint("t_ms", t_ms);
+  return w.finish();
+}
+
+// ---------------------------------------------------------------------------
 // FrameParser: streaming parser for host->device input frames
 //
 //   ~nm in seq=<uint32> len=<bytes> hex=<2*len hex digits>*CCCC\r\n

@@ -9,6 +9,7 @@
 //   protocol_tool seed SEQ             synthetic_seed(SEQ)
 //   protocol_tool crc                  stdin: bytes, stdout: crc16 as 4 hex digits
 //   protocol_tool writer CAP           a line too long for CAP: finish() must return 0
+//   protocol_tool stream               a res with the real-time fields, then det lines
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,29 @@ static int emit() {
   return 0;
 }
 
+static int stream() {
+  static char buf[256];
+  nanoml::LineWriter w(buf, sizeof(buf));
+  const int32_t q[] = {-128, 100, -100, 0};
+  w.begin("res");
+  w.field_uint("seq", 12);
+  w.field_uint("us", 3456);
+  w.field_float("out", 0.25f);
+  w.field_int("top", 1);
+  w.field_ints("q", q, 4);
+  nanoml::field_stream_timing(w, 2190, 1840, 4294967295u);
+  out(w);
+  const char* labels[] = {"yes", "no go", "caf\xc3\xa9=1,2"};
+  for (uint32_t i = 0; i < 3; ++i) {
+    const size_t n = nanoml::encode_det(w, 12 + i, i, labels[i], 200 + i, 4294967295u - i);
+    if (n == 0) return 3;
+    fwrite(w.data(), 1, n, stdout);
+  }
+  char tiny[24];
+  nanoml::LineWriter small(tiny, sizeof(tiny));
+  return nanoml::encode_det(small, 1, 2, "yes", 255, 1000) == 0 ? 0 : 4;
+}
+
 static int floats() {
   unsigned int bits;
   char s[nanoml::kFloatChars];
@@ -187,6 +211,7 @@ int main(int argc, char** argv) {
   if (!strcmp(mode, "seed") && argc == 3)
     return printf("%u\n", nanoml::synthetic_seed(static_cast<uint32_t>(strtoul(argv[2], nullptr, 10)))) < 0;
   if (!strcmp(mode, "crc")) return crc();
+  if (!strcmp(mode, "stream")) return stream();
   if (!strcmp(mode, "writer") && argc == 3) return writer(strtoul(argv[2], nullptr, 10));
   return 2;
 }
