@@ -11,13 +11,13 @@ Per frame (window of `window_size_ms`, one every `window_step_ms`), all in the
 integer arithmetic of the C library (tensorflow/lite/experimental/microfrontend/lib):
 
 1. window: ``(sample * coeff) >> 12`` with a Hann window of 12-bit coefficients
-   (``floor(4096 * (0.5 - 0.5 cos(2 pi (i + 0.5) / size)) + 0.5)`` in float32);
+   (``floor(4096 * float32(0.5 - 0.5 cos(2 pi (i + 0.5) / size)) + 0.5)``);
 2. the windowed frame shifted left so its largest magnitude uses 15 bits, zero
    padded to a power of two and transformed by kissfft's 16-bit real FFT (fft16);
 3. energy ``re**2 + im**2`` (int32) of the bins the filterbank uses;
-4. mel filterbank: triangular 12-bit weights and unweights (float32 mel scale
-   ``1127 ln(1 + f/700)``), summed in 64 bits, integer square root (rounded),
-   shifted back down by the step-2 shift;
+4. mel filterbank: triangular 12-bit weights and unweights (mel scale
+   ``1127 ln(1 + f/700)`` rounded to float32), summed in 64 bits, integer square
+   root (rounded), shifted back down by the step-2 shift;
 5. noise reduction: a per-channel running estimate (14-bit smoothing, even and
    odd channels apart, the signal scaled up by `smoothing_bits`), subtracted
    with a floor of `min_signal_remaining`;
@@ -33,9 +33,11 @@ clip. Frame j of a stream covers samples ``[j*step, j*step + size)``; a clip
 shorter than one window gives no frame. Vectorised over frames (window, FFT,
 filterbank, PCAN, log) and over channels (the noise estimate recurrence).
 
-Float32 steps (window, mel scale, PCAN table) call the C library's float
-functions (cosf, log1pf, powf) through ctypes when available, so the tables
-are those the compiled op computes; numpy float32 otherwise.
+The tables follow TensorFlow's build of the library (and the Arduino libraries'
+copies), which computes the window and the mel scale in double precision; the
+PCAN table uses float32 ``powf``, called from the C library through ctypes (numpy
+float32 when there is none), as are ``cosf``/``log1pf`` for the "tflm" flavor
+(tflite-micro's current sources, in float32). docs/features.md says more.
 """
 
 from __future__ import annotations
