@@ -163,6 +163,54 @@ def arena_option(what: str) -> typer.Option:
     return typer.Option(None, "--arena", callback=_bytes, help=what)
 
 
+# the sensor pipeline's overrides (docs/pipeline.md): every command that reads the
+# model's stored pipeline takes the same names for changing it
+
+def labels_option(help: str = "Output labels, comma-separated, one per output value "
+                               "(overrides the model's pipeline).") -> typer.Option:
+    return typer.Option(None, "--labels", callback=_name_list, help=help)
+
+
+def frontend_option(help: str) -> typer.Option:
+    return typer.Option(None, "--frontend", callback=_non_empty, help=help)
+
+
+def stride_ms_option(help: str = "Audio pipeline: ms between inferences.") -> typer.Option:
+    return typer.Option(None, "--stride-ms", callback=_count, help=help)
+
+
+def stride_option(help: str = "IMU pipeline: samples between inferences.") -> typer.Option:
+    return typer.Option(None, "--stride", callback=_count, help=help)
+
+
+def decision_option(help: str = "Turn the pipeline's score smoothing into detections "
+                                "on or off.") -> typer.Option:
+    return typer.Option(None, "--decision/--no-decision", help=help)
+
+
+def threshold_option(help: str = "Detection threshold on the smoothed score, 0..255.") \
+        -> typer.Option:
+    return typer.Option(None, "--threshold", callback=_score, help=help)
+
+
+def _name_list(ctx, param, value):
+    """A comma-separated list of names: no empty name (checked, the string kept)."""
+    if value is not None and any(not s.strip() for s in str(value).split(",")):
+        raise typer.BadParameter("a comma-separated list of names, none empty (a,b,c)")
+    return value
+
+
+def _score(ctx, param, value):
+    if value is not None and not 0 <= value <= 255:
+        raise typer.BadParameter(f"must be 0..255 (got {value})")
+    return value
+
+
+def names(value: str | None) -> list[str] | None:
+    """The names of a comma-separated option value (None when not given)."""
+    return None if value is None else [s.strip() for s in value.split(",")]
+
+
 def either(new, old, default=None):
     """The value of an option or of its hidden old name."""
     return new if new is not None else old if old is not None else default

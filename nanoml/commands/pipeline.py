@@ -8,17 +8,9 @@ from pathlib import Path
 
 import typer
 
-from ._common import (JSON_OPTION, console, emit_json, esc, handle_errors, model_ref,
-                      rate_option)
-
-
-def _names(value: str | None, option: str) -> list[str] | None:
-    if value is None:
-        return None
-    items = [s.strip() for s in value.split(",")]
-    if not items or any(not s for s in items):
-        raise typer.BadParameter(f"{option} takes a comma-separated list without empty names")
-    return items
+from ._common import (JSON_OPTION, console, decision_option, emit_json, esc, frontend_option,
+                      handle_errors, labels_option, model_ref, names, rate_option,
+                      stride_ms_option, stride_option, threshold_option)
 
 
 def _numbers(value: str | None, option: str) -> list[float] | None:
@@ -35,6 +27,12 @@ def _numbers(value: str | None, option: str) -> list[float] | None:
     return out
 
 
+def _channel_list(ctx, param, value):
+    if value is not None and any(not x.strip() for x in value.split(",")):
+        raise typer.BadParameter("a comma-separated list of channels, none empty (ax,ay,az)")
+    return value
+
+
 def _at_least(lo: int):
     def check(ctx, param, value):
         if value is not None and value < lo:
@@ -49,31 +47,26 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., help="A .tflite model."),
         out: Path = typer.Option(None, "--out", "-o",
                                  help="The model copy to write, with the pipeline in its metadata."),
-        frontend: str = typer.Option(None, "--frontend",
-                                     help="Audio front-end preset: micro_speech (mfcc: not "
-                                          "available yet)."),
-        labels: str = typer.Option(None, "--labels",
-                                   help="Output labels, comma-separated, one per output value."),
-        imu: str = typer.Option(None, "--imu", help="An IMU pipeline: the channels in tensor "
-                                                    "order, e.g. ax,ay,az,gx,gy,gz."),
+        frontend: str = frontend_option("Audio front-end preset: micro_speech (mfcc: not "
+                                        "available yet)."),
+        labels: str = labels_option("Output labels, comma-separated, one per output value."),
+        imu: str = typer.Option(None, "--imu", callback=_channel_list,
+                                help="An IMU pipeline: the channels in tensor order, "
+                                     "e.g. ax,ay,az,gx,gy,gz."),
         rate: float = rate_option(None, "Sample rate, Hz: the IMU's (default 119) or the "
                                         "audio front end's sample_rate."),
-        stride_ms: int = typer.Option(None, "--stride-ms", callback=_at_least(1),
-                                      help="Audio: ms between inferences (default 100)."),
-        stride: int = typer.Option(None, "--stride", callback=_at_least(1),
-                                   help="IMU: samples between inferences (default: the window, "
-                                        "no overlap)."),
+        stride_ms: int = stride_ms_option("Audio: ms between inferences (default 100)."),
+        stride: int = stride_option("IMU: samples between inferences (default: the window, "
+                                    "no overlap)."),
         offset: str = typer.Option(None, "--offset", help="IMU: per-channel offsets, "
                                    "comma-separated (value = (raw - offset) / scale)."),
         scale: str = typer.Option(None, "--scale", help="IMU: per-channel scales, comma-separated."),
         frontend_param: list[str] = typer.Option(None, "--frontend-param",
                                                  help="Override a front-end parameter: "
                                                       "name=value (repeatable)."),
-        decision: bool = typer.Option(None, "--decision/--no-decision",
-                                      help="Smooth scores into detections (default: on for "
-                                           "audio, off for IMU)."),
-        threshold: int = typer.Option(None, "--threshold", callback=_at_least(0),
-                                      help="Decision: smoothed score (0..255) to detect."),
+        decision: bool = decision_option("Smooth scores into detections (default: on for "
+                                         "audio, off for IMU)."),
+        threshold: int = threshold_option("Decision: smoothed score (0..255) to detect."),
         average_window_ms: int = typer.Option(None, "--average-window-ms", callback=_at_least(1),
                                               help="Decision: averaging window, ms."),
         suppression_ms: int = typer.Option(None, "--suppression-ms", callback=_at_least(0),
@@ -97,8 +90,7 @@ def register(app: typer.Typer) -> None:
             from ..model.tflite import load
             from ..pipeline import store
             changes = {
-                "frontend": frontend, "labels": _names(labels, "--labels"),
-                "imu": _names(imu, "--imu"), "rate": rate or None, "stride_ms": stride_ms,
+                "frontend": frontend, "labels": names(labels), "imu": names(imu), "rate": rate or None, "stride_ms": stride_ms,
                 "stride": stride, "offset": _numbers(offset, "--offset"),
                 "scale": _numbers(scale, "--scale"), "decision": decision,
                 "threshold": threshold, "average_window_ms": average_window_ms,
