@@ -102,6 +102,8 @@ def test_accuracy_is_no_worse_than_the_tensorflow_reference(model_with_pipeline,
     assert len(files) == 10
     assert all(f["correct"] == (f["label"] == f["predicted"]) for f in doc["files"])
     assert all(f["fit"] == "cut" for f in doc["files"])  # 16000 samples, 15840 used
+    from test_json_schema import check, schema
+    check(doc, schema("validate/1"), "validate --inputs DIR")    # docs/validate.md's table
 
 
 def test_labels_given_on_the_command_line(clips):
