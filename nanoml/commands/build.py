@@ -7,8 +7,10 @@ from pathlib import Path
 import typer
 
 from ._common import (BOARD_OPTION, JSON_OPTION, POSITIVE, RUNTIME_OPTION, InputSource,
-                      ProjectFormat, arena_option, console, emit_json, esc, handle_errors,
-                      model_ref, show_progress, timeout_option, value_of)
+                      ProjectFormat, arena_option, console, decision_option, emit_json, esc,
+                      frontend_option, handle_errors, labels_option, model_ref, names,
+                      show_progress, stride_ms_option, stride_option, threshold_option,
+                      timeout_option, value_of)
 
 
 def escape(text: str) -> str:
@@ -56,20 +58,14 @@ def register(app: typer.Typer) -> None:
                                                "for an offline build (docs/build.md)."),
         timeout: float = timeout_option(1800, "the PlatformIO build"),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Show PlatformIO's output."),
-        frontend: str = typer.Option(None, "--frontend",
-                                     help="--input mic: the audio front end (micro_speech), "
-                                          "overriding the model's stored pipeline."),
-        labels: str = typer.Option(None, "--labels",
-                                   help="Label names, comma-separated (one per output)."),
-        stride_ms: int = typer.Option(None, "--stride-ms", callback=POSITIVE,
-                                      help="--input mic pipeline: ms between inferences."),
-        stride: int = typer.Option(None, "--stride", callback=POSITIVE,
-                                   help="--input imu pipeline: samples between inferences."),
-        decision: bool = typer.Option(None, "--decision/--no-decision",
-                                      help="Turn the pipeline's score smoothing (det lines) "
-                                           "on or off."),
-        threshold: int = typer.Option(None, "--threshold",
-                                      help="Detection threshold on the average score, 0..255."),
+        frontend: str = frontend_option("--input mic: the audio front end (micro_speech), "
+                                        "overriding the model's stored pipeline."),
+        labels: str = labels_option(),
+        stride_ms: int = stride_ms_option("--input mic pipeline: ms between inferences."),
+        stride: int = stride_option("--input imu pipeline: samples between inferences."),
+        decision: bool = decision_option("Turn the pipeline's score smoothing (det lines) "
+                                         "on or off."),
+        threshold: int = threshold_option(),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Generate a PlatformIO project (or Arduino sketch) for MODEL and compile it.
@@ -79,8 +75,7 @@ def register(app: typer.Typer) -> None:
         with handle_errors(json_out):
             from ..firmware.build import BuildOptions, build, compile_project, generate
             from ..firmware.render import platformio_env
-            from .pipeline import _names
-            overrides = {"frontend": frontend, "labels": _names(labels, "--labels"),
+            overrides = {"frontend": frontend, "labels": names(labels),
                          "stride_ms": stride_ms, "stride": stride, "decision": decision,
                          "threshold": threshold}
             opts = BuildOptions(model=model, board=board, runtime=runtime,
