@@ -122,6 +122,10 @@ def test_options_change_the_stored_pipeline(speech, tmp_path):
     assert p.frontend.params["pcan_strength"] == 0.9 and p.frontend.params["enable_log"] is False
     _ok(["pipeline", b, "--no-decision", "--out", a, "--force"])
     assert store.read_pipeline(load(a)).decision is None
+    imu = tmp_path / "imu.tflite"
+    _ok(["pipeline", GESTURE, "--imu", "ax,ay,az", "--out", imu])
+    _refused(["pipeline", imu, "--frontend-param", "num_channels=3", "--out", tmp_path / "c"],
+             "IMU one", tmp_path / "c")
     _ok(["pipeline", a, "--remove", "--out", b, "--force"])
     assert store.read_pipeline(load(b)) is None
 
@@ -160,6 +164,7 @@ def test_refusals_are_one_line_and_write_nothing(speech, tmp_path):
              "no parameter 'bogus'", out)
     _refused(base + ["--frontend", "micro_speech", "--frontend-param", "gain_bits=x"],
              "must be an integer", out)
+    _refused(base + ["--frontend", "mfcc", "--frontend-param", "x=1"], "not available yet", out)
     _refused(base + ["--frontend", "micro_speech", "--imu", "ax"], "exclude each other", out)
     _refused(base + ["--labels", LABELS], "no pipeline", out)
     _refused(["pipeline", GESTURE, "--out", out, "--imu", "ax,ay,az", "--offset", "1,2"],

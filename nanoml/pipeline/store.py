@@ -203,7 +203,8 @@ def remove_pipeline(model_bytes: bytes) -> bytes:
 
 def parse_params(kind: str, items: list[str]) -> dict:
     """`name=value` strings into typed front-end parameters of preset `kind`."""
-    base = spec.FRONTEND_PRESETS.get(kind, {})
+    spec.check_frontend(kind, {})          # an unknown or planned front end: one line
+    base = spec.FRONTEND_PRESETS[kind]
     out: dict = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -325,6 +326,9 @@ def resolve(model, *, frontend: str | None = None, frontend_params: dict | None 
         p = replace(p, frontend=spec.check_frontend(p.frontend.kind, params))
         p.window = {**p.window, "frames": _frames(t, p.channels, f"the {p.frontend.kind} "
                                                   "front end")}
+    elif p.source == "imu" and frontend_params:
+        raise UsageError("--frontend-param changes an audio front end; this pipeline is an "
+                         "IMU one", hint="use --frontend micro_speech to make an audio pipeline")
     elif p.source == "imu" and rate:
         p = replace(p, imu=replace(p.imu, rate_hz=float(rate)))
     outputs = sum(o.elements for o in model.output_tensors)
