@@ -170,6 +170,15 @@ def test_refusals_are_one_line_and_write_nothing(speech, tmp_path):
     _refused(["pipeline", GESTURE, "--out", out, "--imu", "ax,ay,az", "--offset", "1,2"],
              "--offset needs 3", out)
     _refused(["pipeline", GESTURE, "--out", out, "--imu", "ax,ay,qq"], "channels", out)
+    _refused(["pipeline", GESTURE, "--out", out, "--imu", "ax,ay,az", "--offset", "1,x,2"],
+             "comma-separated numbers", out)
+    _refused(["pipeline", GESTURE, "--out", out, "--imu", "ax,ay,az", "--scale", "1,nan,2"],
+             "finite", out)
+    _refused(["pipeline", GESTURE, "--out", out, "--imu", "ax,ay,az", "--scale", "1,0,2"],
+             "must not contain 0", out)
+    _refused(["pipeline", GESTURE, "--out", out, "--imu", "ax,,az"], "none empty", out)
+    _refused(base + ["--frontend", "micro_speech", "--labels", "a,,b,c"], "none empty", out)
+    _refused(base + ["--frontend", "micro_speech", "--threshold", "300"], "0..255", out)
     _refused(base + ["--frontend", "micro_speech", "--no-decision", "--threshold", "3"],
              "--no-decision", out)
     _refused(["pipeline", speech, "--frontend", "micro_speech"], "without --out")

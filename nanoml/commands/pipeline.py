@@ -13,18 +13,22 @@ from ._common import (JSON_OPTION, console, decision_option, emit_json, esc, fro
                       stride_ms_option, stride_option, threshold_option)
 
 
-def _numbers(value: str | None, option: str) -> list[float] | None:
+def _number_list(ctx, param, value):
+    """Comma-separated finite numbers (checked when the command line is read)."""
     if value is None:
         return None
     import math
     try:
-        out = [float(s) for s in value.split(",")]
+        out = [float(x) for x in value.split(",")]
     except ValueError:
-        raise typer.BadParameter(f"{option} takes comma-separated numbers "
-                                 f"(got {value!r})") from None
+        raise typer.BadParameter(f"comma-separated numbers (got {value!r})") from None
     if not all(math.isfinite(x) for x in out):
-        raise typer.BadParameter(f"{option}: every number must be finite")
-    return out
+        raise typer.BadParameter("every number must be finite")
+    return value
+
+
+def _numbers(value: str | None) -> list[float] | None:
+    return None if value is None else [float(x) for x in value.split(",")]
 
 
 def _channel_list(ctx, param, value):
@@ -58,9 +62,11 @@ def register(app: typer.Typer) -> None:
         stride_ms: int = stride_ms_option("Audio: ms between inferences (default 100)."),
         stride: int = stride_option("IMU: samples between inferences (default: the window, "
                                     "no overlap)."),
-        offset: str = typer.Option(None, "--offset", help="IMU: per-channel offsets, "
-                                   "comma-separated (value = (raw - offset) / scale)."),
-        scale: str = typer.Option(None, "--scale", help="IMU: per-channel scales, comma-separated."),
+        offset: str = typer.Option(None, "--offset", callback=_number_list,
+                                   help="IMU: per-channel offsets, comma-separated "
+                                        "(value = (raw - offset) / scale)."),
+        scale: str = typer.Option(None, "--scale", callback=_number_list,
+                                  help="IMU: per-channel scales, comma-separated."),
         frontend_param: list[str] = typer.Option(None, "--frontend-param",
                                                  help="Override a front-end parameter: "
                                                       "name=value (repeatable)."),
@@ -91,8 +97,8 @@ def register(app: typer.Typer) -> None:
             from ..pipeline import store
             changes = {
                 "frontend": frontend, "labels": names(labels), "imu": names(imu), "rate": rate or None, "stride_ms": stride_ms,
-                "stride": stride, "offset": _numbers(offset, "--offset"),
-                "scale": _numbers(scale, "--scale"), "decision": decision,
+                "stride": stride, "offset": _numbers(offset),
+                "scale": _numbers(scale), "decision": decision,
                 "threshold": threshold, "average_window_ms": average_window_ms,
                 "suppression_ms": suppression_ms, "minimum_count": minimum_count}
             given = [k for k, v in changes.items() if v is not None] + \
