@@ -250,3 +250,14 @@ def test_the_pipeline_stored_in_the_model_is_used(model, tmp_path):
     assert nanoml("pipeline", model, "--imu", "ax,ay,az,gx,gy", "-o", imu).returncode == 0
     r = nanoml("features", wav, "-m", imu, "-o", tmp_path / "f.npy")
     assert r.returncode == 2 and "not audio" in r.stderr, r.stderr
+
+
+def test_an_absurdly_large_wav_is_refused_before_it_is_read(tmp_path):
+    """A (sparse) file over the 1 GiB limit: refused from its size, nothing read."""
+    from nanoml.errors import InputError
+    from nanoml.pipeline.wav import MAX_WAV_BYTES, read_wav
+    big = write_wav(tmp_path / "big.wav", np.zeros(100, np.int16))
+    with open(big, "r+b") as f:
+        f.truncate(MAX_WAV_BYTES + 1)
+    with pytest.raises(InputError, match="more than the"):
+        read_wav(big, 16000)
