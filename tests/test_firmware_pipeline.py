@@ -263,6 +263,17 @@ def test_scores_equal_the_python_twin(driver):
     assert got[3] == score_u8(q16, deq, "int16")
 
 
+def test_result_and_detection_lines_parse_with_the_host_protocol(driver):
+    from nanoml.serial.protocol import Message, parse_line
+    lines = [line for line in _run(driver, "lines\n") if line]
+    res, det = (parse_line(line.encode() + b"\n") for line in lines)
+    assert isinstance(res, Message) and isinstance(det, Message)
+    assert res.type == "res" and res.fields["t_ms"] == 2190 and res.fields["fus"] == 1840
+    assert res.fields["drop"] == 7 and res.fields["q"] == [-128, -100, 90, -60]
+    assert det.type == "det" and det.fields == {"seq": 12, "i": 2, "label": "yes",
+                                                "score": 218, "t_ms": 2190}
+
+
 # ---------------------------------------------------------------------------
 # generated sources: rendering and the Cortex-M4 compile
 
@@ -316,7 +327,7 @@ def test_mic_config_renders_every_frontend_parameter(tmp_path):
     main = (src / "main.cpp").read_text()
     config_h = (src / "nanoml_config.h").read_text()
     assert "#define NANOML_PIPELINE 1" in config_h and "#define NANOML_DECISION 1" in config_h
-    assert "write_det" in main and (src / "nanoml_window.h").is_file()
+    assert "encode_det" in main and (src / "nanoml_window.h").is_file()
     assert res.spec.to_json()["pipeline"]["frontend"]["params"]["pcan_offset"] == 75.5
 
 

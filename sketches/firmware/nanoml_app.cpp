@@ -373,22 +373,7 @@ size_t write_result(LineWriter& w, uint32_t seq, uint32_t us, const TensorInfo* 
   w.field_int("top", n_outputs ? static_cast<int32_t>(argmax(outputs[0])) : -1);
   if (all_quantized && raw) w.field_ints("q", raw, n);
   if (frame >= 0) w.field_uint("frame", static_cast<uint32_t>(frame));
-  if (stream) {
-    w.field_uint("t_ms", stream->t_ms);
-    if (stream->has_feature_us) w.field_uint("fus", stream->feature_us);
-    w.field_uint("drop", stream->dropped);
-  }
-  return w.finish();
-}
-
-size_t write_det(LineWriter& w, uint32_t seq, uint32_t index, const char* label,
-                 uint32_t score, uint32_t t_ms) {
-  w.begin("det");
-  w.field_uint("seq", seq);
-  w.field_uint("i", index);
-  w.field("label", label);
-  w.field_uint("score", score);
-  w.field_uint("t_ms", t_ms);
+  if (stream) field_stream_timing(w, stream->t_ms, stream->feature_us, stream->dropped);
   return w.finish();
 }
 

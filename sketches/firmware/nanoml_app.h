@@ -159,12 +159,11 @@ struct DeviceInfo {
 };
 
 // A sensor pipeline's real-time accounting for one result (res fields t_ms,
-// fus, drop).
+// fus, drop: nanoml_protocol.h field_stream_timing).
 struct StreamFields {
   uint32_t t_ms;         // stream time of the window's last sample
-  uint32_t feature_us;   // front end + conversion since the previous result
+  uint32_t feature_us;   // front end + window conversion since the previous result
   uint32_t dropped;      // samples lost since boot
-  bool has_feature_us;   // audio pipelines only
 };
 
 // Protocol lines (docs/protocol.md). Each returns the line length, 0 when it
@@ -176,9 +175,6 @@ size_t write_hello(LineWriter& w, const DeviceInfo& d);
 size_t write_result(LineWriter& w, uint32_t seq, uint32_t us, const TensorInfo* outputs,
                     size_t n_outputs, float* values, int32_t* raw, size_t capacity,
                     int64_t frame, const StreamFields* stream = nullptr);
-// A detection of the pipeline's recognizer (docs/protocol.md `det`).
-size_t write_det(LineWriter& w, uint32_t seq, uint32_t index, const char* label,
-                 uint32_t score, uint32_t t_ms);
 size_t write_error(LineWriter& w, const char* code, const char* msg);
 size_t write_ack(LineWriter& w, uint32_t seq, bool ok, const char* why);
 size_t write_op(LineWriter& w, uint32_t seq, uint32_t index, const char* op, uint32_t cycles,

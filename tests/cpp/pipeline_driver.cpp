@@ -14,6 +14,7 @@
 //     -> "D t_ms index score" per detection
 //   score TYPE SCALE ZP N then N values (raw integers, or hex floats for float32)
 //     -> "S s0 s1 ..."
+//   lines -> a res line with the stream fields and a det line (the firmware's encoders)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,22 @@ static int run_score() {
   return 0;
 }
 
+static int run_lines() {
+  static char buf[512];
+  int8_t out[4] = {-128, -100, 90, -60};
+  int dims[2] = {1, 4};
+  TensorInfo t = {kTypeInt8, dims, 2, 1.0f / 256, -128, reinterpret_cast<uint8_t*>(out), 4};
+  float values[4];
+  int32_t raw[4];
+  StreamFields s = {2190, 1840, 7};
+  LineWriter w(buf, sizeof(buf));
+  size_t n = write_result(w, 12, 1431, &t, 1, values, raw, 4, -1, &s);
+  fwrite(w.data(), 1, n, stdout);
+  n = encode_det(w, 12, 2, "yes", 218, 2190);
+  fwrite(w.data(), 1, n, stdout);
+  return 0;
+}
+
 int main() {
   char cmd[16];
   while (scanf("%15s", cmd) == 1) {
@@ -187,6 +204,7 @@ int main() {
     else if (!strcmp(cmd, "imu")) rc = run_imu();
     else if (!strcmp(cmd, "rec")) rc = run_recognizer();
     else if (!strcmp(cmd, "score")) rc = run_score();
+    else if (!strcmp(cmd, "lines")) rc = run_lines();
     if (rc) return rc;
     fflush(stdout);
   }
