@@ -261,3 +261,18 @@ def test_an_absurdly_large_wav_is_refused_before_it_is_read(tmp_path):
         f.truncate(MAX_WAV_BYTES + 1)
     with pytest.raises(InputError, match="more than the"):
         read_wav(big, 16000)
+
+
+def test_progress_names_each_clip(model, tmp_path):
+    from nanoml import progress
+    from nanoml.model.tflite import load
+    from nanoml.pipeline.features import clip_features, model_pipeline
+    paths = [write_wav(tmp_path / f"{i}.wav", np.zeros(8000, np.int16)) for i in range(3)]
+    m = load(model)
+    shown = []
+    with progress.listening(shown.append) as p:
+        res = clip_features(paths, model_pipeline(m), m.input_tensors[0].shape)
+    assert p.steps == ["computing features of 3 clip(s)"]
+    assert [s.split(":")[1].strip() for s in shown[1:]] == ["clip 1 of 3", "clip 2 of 3",
+                                                           "clip 3 of 3"]
+    assert res.array.shape == (3, 1, 1960) and [c.fit for c in res.clips] == ["padded"] * 3
