@@ -80,10 +80,12 @@ def _libm():
     try:
         import ctypes
         import ctypes.util
-        name = ctypes.util.find_library("m")
-        lib = ctypes.CDLL(name) if name else None
-        if lib is None:
-            return None
+        lib = ctypes.CDLL(None)                 # the process's symbols (Python links libm)
+        if not hasattr(lib, "powf"):
+            name = ctypes.util.find_library("m")
+            if not name:
+                return None
+            lib = ctypes.CDLL(name)
         fns = {}
         for fname, nargs in (("cosf", 1), ("log1pf", 1), ("powf", 2)):
             f = getattr(lib, fname)
