@@ -203,3 +203,12 @@ def test_source_must_be_wav_or_csv_and_fast_needs_it(imu_model, tmp_path):
                     "not a .wav")
     _one_line_error(run_cli(["monitor", "--source", str(txt)]), "--source and --fast go with")
     _one_line_error(run_cli(["sim", str(imu_model), "--fast", "--no-link"]), "--fast goes with")
+
+
+def test_a_sim_that_cannot_start_leaves_no_log(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a model at all" * 10)
+    log = tmp_path / "run.jsonl"
+    r = run_cli(["monitor", "--sim", str(bad), "--log", str(log)])
+    assert r.exit_code == 2, (r.stdout, r.stderr)
+    assert not log.exists()
