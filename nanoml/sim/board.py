@@ -341,7 +341,10 @@ class VirtualBoard:
         """Write a whole line or, when nobody drains the pty, drop it whole. A
         file source waits for the host (up to 10 s) instead: --fast is as fast
         as the host reads, and no result of the file is lost."""
-        _, w, _ = select.select([], [self._master], [], 10.0 if self.source else 0)
+        _, w, _ = select.select([], [self._master], [], 0)
+        waited = time.monotonic() + (10.0 if self.source else 0.0)
+        while not w and time.monotonic() < waited and not self._stop.is_set():
+            _, w, _ = select.select([], [self._master], [], 0.2)
         if not w:
             self.stats.lines_dropped += 1
             return
