@@ -304,3 +304,25 @@ def test_the_associated_files_zip_is_kept_with_right_offsets():
     assert m.metadata["TFLITE_METADATA"] == _model_metadata("labels.txt")
     assert store.read_pipeline(m).labels == LABELS4
     assert _same_outputs(_run(data), _run(out))
+
+
+def test_mutated_models_are_refused_in_one_line_or_rewritten_faithfully():
+    """Mutants of real models (tests/mutants.py): write_pipeline either refuses with
+    a one-line ModelError/UsageError (the reader's refusals, parts the object API
+    cannot unpack, constants shorter than their shape) or writes a copy that TFLM's
+    host interpreter treats exactly as the original (same status)."""
+    from mutants import mutant_set, reference
+
+    from nanoml.errors import NanomlError
+    outcomes = {"refused": 0, "written": 0}
+    for name, data in mutant_set(120, seed=11):
+        try:
+            out = store.write_pipeline(data, _imu_pipeline())
+        except (ModelError, NanomlError) as e:
+            assert "\n" not in str(e), name
+            outcomes["refused"] += 1
+            continue
+        outcomes["written"] += 1
+        assert reference(out).status == reference(data).status, name
+        assert store.read_pipeline(load_bytes(out)) == _imu_pipeline()
+    assert outcomes["written"] >= 20 and outcomes["refused"] >= 20, outcomes

@@ -22,6 +22,7 @@ import zipfile
 from dataclasses import replace
 
 from ..errors import UsageError
+from ..model.tflite import ModelError
 from . import spec
 from .spec import Decision, Imu, Pipeline, PipelineError
 
@@ -127,10 +128,47 @@ def _rewrite(model_bytes: bytes, entry: bytes | None) -> bytes:
     """A copy of the model whose `spec.METADATA_NAME` entry holds `entry` (None:
     without the entry), associated files kept."""
     from ..model.tflite import load_bytes
-    load_bytes(bytes(model_bytes), "model")      # refuses what TFLM cannot read, one line
+    before = load_bytes(bytes(model_bytes), "model")   # refuses what TFLM cannot read
+    short = next((t for sg in before.subgraphs for t in sg.tensors if t.data is not None
+                  and t.dtype != "resource" and len(t.data) < t.nbytes), None)
+    if short is not None:
+        raise ModelError(f"the model cannot be rewritten: constant tensor {short.index} has "
+                         f"{len(short.data):,} bytes of data for {short.nbytes:,} (TFLM reads "
+                         "the bytes after it, which a rewrite would change)")
+    out = _repack(model_bytes, entry)
+    after = load_bytes(out, "the rewritten model")
+    if _reading(after) != _reading(before):
+        raise ModelError("the model cannot be rewritten faithfully: the flatbuffer has "
+                         "parts the schema's object API reads differently")
+    return _with_zip(out, model_bytes)
+
+
+def _reading(m) -> tuple:
+    """What nanoml's reader (and so TFLM) sees in a model, apart from our entry."""
+    tensors = [(t.name, t.shape, t.dtype, t.buffer, t.quant, t.is_variable, t.shape_signature,
+                None if t.data is None else bytes(t.data))
+               for sg in m.subgraphs for t in sg.tensors]
+    ops = [(o.opcode_index, o.op, o.custom_code, o.version, o.inputs, o.outputs,
+            o.intermediates, o.options) for o in m.operators]
+    return (m.version, m.description, m.opcodes, m.offline_plan, tensors, ops,
+            [(sg.name, sg.inputs, sg.outputs) for sg in m.subgraphs],
+            {k: v for k, v in m.metadata.items() if k != spec.METADATA_NAME})
+
+
+def _repack(model_bytes: bytes, entry: bytes | None) -> bytes:
+    """The flatbuffer unpacked with the object API, the entry set, packed again."""
+    import struct
+
     import flatbuffers
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
-    m = fb.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    try:
+        m = fb.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+    except (struct.error, ValueError, IndexError, TypeError, UnicodeDecodeError,
+            OverflowError, MemoryError, AttributeError) as e:
+        # a part TFLM never reads (names, signatures, sparsity...) that the reader
+        # does not check, but that the object API must unpack to copy it
+        raise ModelError(f"the model cannot be rewritten: a part of the flatbuffer that TFLM "
+                         f"does not read is corrupt ({type(e).__name__}: {e})") from None
     buffers = list(m.buffers or [])
     if any(b.offset > 1 or b.size for b in buffers):
         raise UsageError("the model keeps buffers outside the flatbuffer (offset/size, the "
@@ -159,9 +197,13 @@ def _rewrite(model_bytes: bytes, entry: bytes | None) -> bytes:
     m.buffers = packed
     m.metadata = metadata or None
     builder = flatbuffers.Builder(len(model_bytes) + len(entry or b"") + 1024)
-    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
-    out = bytes(builder.Output())
-    return _with_zip(out, model_bytes)
+    try:
+        builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    except (struct.error, ValueError, IndexError, TypeError, OverflowError, MemoryError,
+            AttributeError) as e:
+        raise ModelError(f"the model cannot be rewritten: a part of the flatbuffer that TFLM "
+                         f"does not read is corrupt ({type(e).__name__}: {e})") from None
+    return bytes(builder.Output())
 
 
 def _tensor_buffer(m, index: int) -> bool:
