@@ -201,6 +201,7 @@ def main() -> int:
     import keras
     import tensorflow as tf
     from nanoml.model.convert import convert_model, run_tflm
+    from nanoml.model.tflite import load_bytes
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(SEED)
 
@@ -250,7 +251,11 @@ def main() -> int:
         r = nanoml("features", str(clips_dir), "--model", str(out), "-o", str(feats))
         if r.returncode:
             raise SystemExit(f"nanoml features: {r.stderr.strip()}")
-        host = run_tflm(out.read_bytes(), [np.load(feats)])[0]
+        # run_tflm takes real values and quantizes them with the input's scale and
+        # zero point: give it the int8 tensors' exact real values
+        q = load_bytes(out.read_bytes()).input_tensors[0].quant
+        real = (np.load(feats).astype(np.float64) - q.zero_point[0]) * q.scale[0]
+        host = run_tflm(out.read_bytes(), [real])[0]
         order = sorted((LABELS[y], f"{i:04d}.wav", y) for i, y in enumerate(y_test))
         host_acc = float(np.mean([host[k].argmax() == y for k, (_, _, y) in enumerate(order)]))
 
