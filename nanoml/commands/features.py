@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from ._common import JSON_OPTION, console, emit_json, esc, handle_errors, model_ref, show_progress
+from ._common import (JSON_OPTION, console, emit_json, esc, frontend_option, handle_errors,
+                      model_ref, show_progress)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,8 +23,8 @@ def register(app: typer.Typer) -> None:
         raw: bool = typer.Option(False, "--raw",
                                  help="Write the front end's output [N, frames, channels] "
                                       "(uint16) instead of the model's input tensors."),
-        frontend: str = typer.Option(None, "--frontend",
-                                     help="Front-end preset (default: micro_speech)."),
+        frontend: str = frontend_option("Front-end preset instead of the model's stored one "
+                                        "(default: micro_speech when it has none)."),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Compute features of WAV clips: array [N, *input shape] in the model's dtype.
