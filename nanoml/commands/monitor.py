@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
                 logger = RecordLogger(log) if log else None
                 mon = Monitor(Connector(b, port, baud), labels=label_list)
                 view = _make_view(json_out, raw, label_list)
-                _stop_on_signals()
+                _stop_on_signals(mon)
                 try:
                     from ..serial.log import dumps
                     # with --sim, waiting out a disconnect ends if the sim itself has exited
@@ -163,13 +163,17 @@ def _make_view(json_out: bool, raw: bool, labels):
     return _LiveView(c, labels)
 
 
-def _stop_on_signals() -> None:
-    """SIGTERM / SIGHUP end the monitor like Ctrl-C: summary, log closed, sim stopped."""
+def _stop_on_signals(mon) -> None:
+    """Ctrl-C, SIGTERM and SIGHUP end the monitor between two reads (summary, log
+    closed, sim stopped), so a result counted in the summary is always logged; a
+    second signal interrupts at once."""
     import signal
 
     def stop(*_):
-        raise KeyboardInterrupt
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if mon.stop_requested:
+            raise KeyboardInterrupt
+        mon.stop_requested = True
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
             signal.signal(sig, stop)
 

@@ -233,6 +233,9 @@ class Monitor:
         self.stats = MonitorStats()
         self.decoder = StreamDecoder()
         self.exit_reason: str | None = None
+        # set by a signal handler: the loop ends between reads, after the batch in hand
+        # was handed over (a result is never counted without being delivered)
+        self.stop_requested = False
         self._ser = None
 
     def close(self) -> None:
@@ -264,6 +267,9 @@ class Monitor:
         yield [_st("connected", self.connector.current, f"connected to {self.connector.current}")]
         try:
             while True:
+                if self.stop_requested:
+                    self.exit_reason = "interrupt"
+                    return
                 if deadline is not None and time.monotonic() >= deadline:
                     self.exit_reason = "duration"
                     return
@@ -280,7 +286,7 @@ class Monitor:
                                "board to come back")]
                     ok = yield from self._reconnect(deadline, sleep)
                     if not ok:
-                        self.exit_reason = "duration"
+                        self.exit_reason = "interrupt" if self.stop_requested else "duration"
                         return
                     continue
                 if not data:
@@ -314,7 +320,7 @@ class Monitor:
     def _reconnect(self, deadline: float | None, sleep):
         last_msg = None
         while True:
-            if deadline is not None and time.monotonic() >= deadline:
+            if self.stop_requested or (deadline is not None and time.monotonic() >= deadline):
                 return False
             try:
                 self._ser = self.connector.connect()
