@@ -80,6 +80,17 @@ def _windows(lines: list[str], dtype: str):
     return out
 
 
+def _assert_same_windows(want, got, dtype: str) -> None:
+    """Python twin windows == the firmware's: times and tensors bit for bit."""
+    for w, (t_ms, tensor) in zip(want, got):
+        assert t_ms == w.t_ms
+        ref = np.asarray(w.tensor).reshape(-1)
+        if dtype == "float32":
+            assert np.array_equal(tensor.view(np.uint32), ref.astype(np.float32).view(np.uint32))
+        else:
+            assert np.array_equal(tensor, ref.astype(np.int64))
+
+
 def _speechlike(seconds: float, seed: int) -> np.ndarray:
     """Noise, silence and tone bursts at 16 kHz (int16), with clipping."""
     rng = np.random.default_rng(seed)
@@ -132,13 +143,7 @@ def test_audio_windows_equal_the_python_twin(driver, case):
     body = "\n".join(" ".join(str(int(v)) for v in row) for row in raw)
     got = _windows(_run(driver, head + body + "\n"), dtype)
     assert len(want) >= 5 and len(got) == len(want)
-    for w, (t_ms, tensor) in zip(want, got):
-        assert t_ms == w.t_ms
-        ref = np.asarray(w.tensor).reshape(-1)
-        if dtype == "float32":
-            assert np.array_equal(tensor.view(np.uint32), ref.astype(np.float32).view(np.uint32))
-        else:
-            assert np.array_equal(tensor, ref.astype(np.int64))
+    _assert_same_windows(want, got, dtype)
     if dtype == "int8" and zp == 5:
         assert any((t == 127).any() for _, t in got)        # the clamp was exercised
 
@@ -180,13 +185,7 @@ def test_imu_windows_equal_the_python_twin(driver, case):
     body = "\n".join(" ".join(_hex(v) for v in r) for r in rows)
     got = _windows(_run(driver, head + body + "\n"), dtype)
     assert len(want) >= 3 and len(got) == len(want)
-    for w, (t_ms, tensor) in zip(want, got):
-        assert t_ms == w.t_ms
-        ref = np.asarray(w.tensor).reshape(-1)
-        if dtype == "float32":
-            assert np.array_equal(tensor.view(np.uint32), ref.astype(np.float32).view(np.uint32))
-        else:
-            assert np.array_equal(tensor, ref.astype(np.int64))
+    _assert_same_windows(want, got, dtype)
 
 
 def _score_stream(n: int, labels: int, seed: int):

@@ -1,18 +1,2 @@
-// Stub (declarations only) of Arduino_LSM9DS1's IMU object (the library's documented API:
-// g, degrees/s, uT).
-#ifndef NANOML_STUB_ARDUINO_LSM9DS1_H_
-#define NANOML_STUB_ARDUINO_LSM9DS1_H_
-class StubIMUClass {
- public:
-  int begin();
-  void end();
-  int accelerationAvailable();
-  int readAcceleration(float& x, float& y, float& z);
-  int gyroscopeAvailable();
-  int readGyroscope(float& x, float& y, float& z);
-  int magneticFieldAvailable();
-  int readMagneticField(float& x, float& y, float& z);
-  float accelerationSampleRate();
-};
-extern StubIMUClass IMU;
-#endif
+// Stub: Arduino_LSM9DS1 declares the IMU object of nanoml_stub_imu.h (declarations only).
+#include "nanoml_stub_imu.h"
