@@ -64,7 +64,8 @@ TEST_VOICES = [f"{lang}+{v}" for lang in ("en-gb", "en-us", "en-gb-scotland", "e
 TEST_SPEEDS = (120, 200)
 TEST_PITCHES = (50,)
 TRAIN_UNKNOWN = ("up", "down", "left", "right", "go", "stop", "on", "off", "cat",
-                 "dog", "bird", "house", "one", "two", "three", "wow")
+                 "dog", "bird", "house", "one", "two", "three", "wow", "yet", "yellow",
+                 "less", "test", "zero", "seven", "eight", "learn")
 TEST_UNKNOWN = ("up", "left", "go", "off", "dog", "three", "four", "bed", "tree", "happy")
 AUGMENT = 2                     # noisy/shifted copies per synthesised training word
 SEED = 2026
@@ -73,10 +74,12 @@ SEED = 2026
 # ---------------------------------------------------------------- audio
 
 def speak(word: str, voice: str, speed: int, pitch: int) -> np.ndarray:
-    """`word` spoken by espeak-ng, as int16 samples at 16 kHz (sox converts)."""
+    """`word` spoken by espeak-ng, as int16 samples at 16 kHz (sox converts; -D: no
+    dither, whose noise sox seeds from the clock, so the same word gives the same
+    samples on every run)."""
     wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch),
                           "--stdout", word], capture_output=True, check=True, timeout=60)
-    raw = subprocess.run(["sox", "-t", "wav", "-", "-t", "raw", "-r", str(RATE), "-c", "1",
+    raw = subprocess.run(["sox", "-D", "-t", "wav", "-", "-t", "raw", "-r", str(RATE), "-c", "1",
                           "-b", "16", "-e", "signed-integer", "-"], input=wav.stdout,
                          capture_output=True, check=True, timeout=60)
     return np.frombuffer(raw.stdout, dtype="<i2").astype(np.int16)
@@ -181,9 +184,9 @@ def keyword_model():
     L = keras.layers
     return keras.Sequential([
         keras.Input((49, 40, 1), name="features"),
-        L.Conv2D(8, (10, 8), strides=(2, 2), padding="same", activation="relu"),
+        L.Conv2D(12, (10, 8), strides=(2, 2), padding="same", activation="relu"),
         L.DepthwiseConv2D((3, 3), padding="same", activation="relu"),
-        L.Conv2D(16, (1, 1), activation="relu"),
+        L.Conv2D(24, (1, 1), activation="relu"),
         L.AveragePooling2D((5, 4)),
         L.Flatten(),
         L.Dense(len(LABELS)),
@@ -206,19 +209,22 @@ def main() -> int:
     keras.utils.set_random_seed(SEED)
 
     x_train, y_train = clips(TRAIN_VOICES, TRAIN_SPEEDS, TRAIN_PITCHES, TRAIN_UNKNOWN,
-                             per_voice=6, copies=AUGMENT, seed=1, n_silence=250)
+                             per_voice=10, copies=AUGMENT, seed=1, n_silence=250)
     x_test, y_test = clips(TEST_VOICES, TEST_SPEEDS, TEST_PITCHES, TEST_UNKNOWN,
                            per_voice=2, copies=1, seed=2, n_silence=32)
     f_train = train_inputs(raw_features(x_train))
     f_test = train_inputs(raw_features(x_test))
-    print(f"train {np.bincount(y_train).tolist()}  test {np.bincount(y_test).tolist()}",
-          file=sys.stderr)
+    import hashlib
+    print(f"train {np.bincount(y_train).tolist()}  test {np.bincount(y_test).tolist()}  "
+          f"features sha1 {hashlib.sha1(f_train.tobytes()).hexdigest()[:12]}", file=sys.stderr)
 
     m = keyword_model()
     m.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
               metrics=["accuracy"])
-    m.fit(f_train, y_train, epochs=40, batch_size=32, verbose=0, shuffle=True)
+    m.fit(f_train, y_train, epochs=50, batch_size=32, verbose=0, shuffle=True)
     float_acc = float(m.evaluate(f_test, y_test, verbose=0)[1])
+    print("weights sha1", hashlib.sha1(b"".join(w.tobytes() for w in m.get_weights()))
+          .hexdigest()[:12], file=sys.stderr)
 
     out = HERE / "keyword_int8.tflite"
     with tempfile.TemporaryDirectory() as td:
