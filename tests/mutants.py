@@ -76,6 +76,14 @@ def _pick_int(rng: random.Random, n: int | None = None) -> int:
     return rng.choice(_INTS) if rng.random() < 0.7 else rng.randint(-10, 300)
 
 
+def _poke(obj, which: str, rng: random.Random, n: int) -> list:
+    """Set one entry of the index list `obj.which` to a (mostly bad) index."""
+    lst = _lst(getattr(obj, which), [0])
+    lst[rng.randrange(len(lst))] = _pick_int(rng, n)
+    setattr(obj, which, lst)
+    return lst
+
+
 def _structural(model_t, rng: random.Random) -> str:
     """Change one field of `model_t` in place; returns what was changed."""
     sgs = model_t.subgraphs or []
@@ -101,17 +109,11 @@ def _structural(model_t, rng: random.Random) -> str:
         return f"tensor {t.name!r} shape={shape}"
     if kind == "sg_io" and sg is not None:
         which = "inputs" if rng.random() < 0.5 else "outputs"
-        lst = _lst(getattr(sg, which), [0])
-        lst[rng.randrange(len(lst))] = _pick_int(rng, len(tensors))
-        setattr(sg, which, lst)
-        return f"subgraph {which}={lst}"
+        return f"subgraph {which}={_poke(sg, which, rng, len(tensors))}"
     if kind == "op_io" and ops:
         op = rng.choice(ops)
         which = rng.choice(["inputs", "outputs", "intermediates"])
-        lst = _lst(getattr(op, which), [0])
-        lst[rng.randrange(len(lst))] = _pick_int(rng, len(tensors))
-        setattr(op, which, lst)
-        return f"operator {which}={lst}"
+        return f"operator {which}={_poke(op, which, rng, len(tensors))}"
     if kind == "opcode_index" and ops:
         op = rng.choice(ops)
         op.opcodeIndex = _pick_int(rng, len(model_t.operatorCodes or []))

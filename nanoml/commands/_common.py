@@ -171,6 +171,15 @@ def labels_option(help: str = "Output labels, comma-separated, one per output va
     return typer.Option(None, "--labels", callback=_name_list, help=help)
 
 
+def source_option(help: str) -> typer.Option:
+    """`--source FILE.wav|FILE.csv`: a sensor file played into a virtual board."""
+    return typer.Option(None, "--source", help=help)
+
+
+FAST_OPTION = typer.Option(False, "--fast",
+                           help="With --source: as fast as possible (default: real time).")
+
+
 def frontend_option(help: str) -> typer.Option:
     return typer.Option(None, "--frontend", callback=_non_empty, help=help)
 

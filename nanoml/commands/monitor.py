@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from ._common import (BOARD_OPTION, JSON_OPTION, POSITIVE, count_option, emit_json, handle_errors,
-                      latency_ms, port_option)
+from ._common import (BOARD_OPTION, FAST_OPTION, JSON_OPTION, POSITIVE, count_option, emit_json,
+                      handle_errors, latency_ms, port_option, source_option)
 
 RAW_LINES = 8          # raw lines kept under the live view
 MAX_BARS = 16          # outputs drawn as bars
@@ -29,12 +29,10 @@ def register(app: typer.Typer) -> None:
         sim: Path = typer.Option(None, "--sim", help="Start a virtual board running MODEL and attach to it."),
         sim_rate: float = typer.Option(10.0, "--sim-rate", callback=POSITIVE,
                                        help="Inferences/s of the --sim board (its --rate)."),
-        source: Path = typer.Option(None, "--source",
-                                    help="With --sim: play FILE.wav into the virtual board's "
-                                         "microphone (FILE.csv into its IMU) through the "
-                                         "model's pipeline; exit 0 after the file's last record."),
-        fast: bool = typer.Option(False, "--fast",
-                                  help="With --source: as fast as possible (default: real time)."),
+        source: Path = source_option("With --sim: play FILE.wav into the virtual board's "
+                                     "microphone (FILE.csv into its IMU) through the "
+                                     "model's pipeline; exit 0 after the file's last record."),
+        fast: bool = FAST_OPTION,
         board: str = BOARD_OPTION,
     ) -> None:
         """Show live inference rate, latency and outputs from the board; log them."""

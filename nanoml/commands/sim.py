@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from ._common import (BOARD_OPTION, JSON_OPTION, POSITIVE, RUNTIME_OPTION, SimInput, arena_option,
+from ._common import (BOARD_OPTION, FAST_OPTION, JSON_OPTION, POSITIVE, RUNTIME_OPTION, SimInput, arena_option,
                       console, count_option, emit_json, handle_errors, model_ref, rate_option,
-                      timeout_option, value_of)
+                      source_option, timeout_option, value_of)
 
 
 def register(app: typer.Typer) -> None:
@@ -36,12 +36,10 @@ def register(app: typer.Typer) -> None:
         exit_with_parent: bool = typer.Option(False, "--exit-with-parent", hidden=True,
                                               help="Stop when the parent process dies "
                                                    "(used by monitor --sim)."),
-        source: Path = typer.Option(None, "--source",
-                                    help="Play FILE.wav into the microphone or FILE.csv into "
-                                         "the IMU, through the model's pipeline, once a host "
-                                         "opens the port; the sim stops at the file's end."),
-        fast: bool = typer.Option(False, "--fast",
-                                  help="With --source: as fast as possible (default: real time)."),
+        source: Path = source_option("Play FILE.wav into the microphone or FILE.csv into "
+                                     "the IMU, through the model's pipeline, once a host "
+                                     "opens the port; the sim stops at the file's end."),
+        fast: bool = FAST_OPTION,
         labels: str = typer.Option(None, "--labels",
                                    help="With --source: label names, comma-separated (a,b,c; "
                                         "default: the model's pipeline)."),
