@@ -326,3 +326,14 @@ def test_mutated_models_are_refused_in_one_line_or_rewritten_faithfully():
         assert reference(out).status == reference(data).status, name
         assert store.read_pipeline(load_bytes(out)) == _imu_pipeline()
     assert outcomes["written"] >= 20 and outcomes["refused"] >= 20, outcomes
+
+
+def test_imu_conversion_takes_any_input_scale():
+    """An IMU input is quantised from real values in float32: a small input scale
+    (int16, 1/32768) must not be refused for a fixed-point multiplier it never uses
+    (it was: 'cannot be represented')."""
+    from nanoml.pipeline import spec
+    conv = spec.conversion_for("int16", 1 / 32768, 0, 1.0, integer=False)
+    assert conv.multiplier == 0 and conv.input_scale == 1 / 32768 and conv.qmin == -32768
+    with pytest.raises(spec.UsageError):
+        spec.conversion_for("int16", 1 / 32768, 0, 1.0)      # the audio path still checks it

@@ -98,7 +98,7 @@ def imu_pipeline(model, rate_hz: float = 100.0, stride: int | None = None,
     samples = t.elements // c
     q = t.quant
     tensor = conversion_for(t.dtype, q.scale[0] if q else None, q.zero_point[0] if q else None,
-                            1.0)
+                            1.0, integer=False)
     pipe = Pipeline(source="imu", window={"samples": samples, "stride": int(stride or samples),
                                           "frames": samples},
                     tensor=tensor, imu=Imu(list(IMU_CHANNELS[:c]), float(rate_hz),

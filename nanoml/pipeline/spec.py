@@ -253,8 +253,10 @@ def check_frontend(kind: str, params: dict) -> Frontend:
 
 
 def conversion_for(dtype: str, input_scale: float | None, input_zero_point: int | None,
-                   feature_scale: float) -> TensorConversion:
-    """The feature-to-tensor conversion for a model input of `dtype`."""
+                   feature_scale: float, integer: bool = True) -> TensorConversion:
+    """The feature-to-tensor conversion for a model input of `dtype`. `integer`
+    False (IMU: real values quantised in float32) leaves the fixed-point
+    multiplier out (0), so no input scale is too small for it."""
     ranges = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
     if dtype == "float32":
         return TensorConversion(dtype=dtype, feature_scale=feature_scale, multiplier=0,
@@ -266,8 +268,8 @@ def conversion_for(dtype: str, input_scale: float | None, input_zero_point: int 
         raise UsageError(f"the model's {dtype} input has no usable quantization scale",
                          hint="re-convert the model with input quantization")
     ratio = feature_scale / input_scale
-    mult = int(round(ratio * (1 << CONVERSION_SHIFT)))
-    if not 0 < mult < 2 ** 31:
+    mult = int(round(ratio * (1 << CONVERSION_SHIFT))) if integer else 0
+    if integer and not 0 < mult < 2 ** 31:
         raise UsageError(f"feature scale {feature_scale:g} / input scale {input_scale:g} "
                          "cannot be represented", hint="check the model's input quantization")
     lo, hi = ranges[dtype]

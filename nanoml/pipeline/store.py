@@ -289,7 +289,7 @@ def _conversion(t, source: str, feature_scale: float) -> spec.TensorConversion:
     if source == "mic":
         return spec.conversion_for(t.dtype, scale, zp, feature_scale)
     # IMU values are real numbers (normalised): quantised with the input's scale
-    conv = spec.conversion_for(t.dtype, scale, zp, scale if scale else 1.0)
+    conv = spec.conversion_for(t.dtype, scale, zp, 1.0, integer=False)
     return replace(conv, feature_scale=1.0, multiplier=0)
 
 
