@@ -109,6 +109,23 @@ def input_bytes(board: Board, input_kind: str) -> tuple[int, int, str | None]:
     return d.get("flash_bytes", 0), d.get("ram_bytes", 0), None
 
 
+def _frontend_figures(model, input_kind: str) -> dict | None:
+    """[frontend.<kind>] of footprint.toml when `--input mic` runs a stored audio
+    pipeline's front end (a corrupt description is the pipeline reader's error to
+    report, not the footprint's)."""
+    if input_kind != "mic":
+        return None
+    from .errors import NanomlError
+    from .pipeline.store import read_pipeline
+    try:
+        pipe = read_pipeline(model)
+    except NanomlError:
+        return None
+    if pipe is None or pipe.frontend is None:
+        return None
+    return figures().get("frontend", {}).get(pipe.frontend.kind)
+
+
 def estimate(board: Board, runtime: Runtime, model, arena_bytes: int,
              input_kind: str = "serial", profile: bool = False) -> Footprint:
     """The footprint of the firmware `build` makes for `model` with this arena size."""
@@ -116,6 +133,9 @@ def estimate(board: Board, runtime: Runtime, model, arena_bytes: int,
     code, unknown = ops_code_bytes(runtime, [o.op for o in model.operators if o.op != "CUSTOM"])
     core = runtime.no_ops_code_bytes - runtime.empty_program_bytes
     in_flash, in_ram, _ = input_bytes(board, input_kind)
+    fe = _frontend_figures(model, input_kind)
+    if fe:                      # an audio pipeline's front end replaces the raw-sample input
+        in_flash, in_ram = in_flash + fe["flash_bytes"], fe["ram_bytes"]
     prof = fig["profile"] if profile else {"flash_bytes": 0, "ram_bytes": 0}
     flash_parts = {"baseline": board.baseline_flash, "tflm_core": core, "tflm_ops": code,
                    "nanoml": fig["nanoml"]["flash_bytes"], "input": in_flash,

@@ -109,8 +109,30 @@ def estimate(model_path: str | Path, runtime_id: str, board, cpi: float | None =
         latency=Latency.estimated(ms, lower_bound=any(not x.estimated for x in layers)),
         instructions=total, cpi=cpi, total_cycles=cycles, notes=notes)
     _assess(res, model, board, runtime_id)
+    _pipeline_budget(res, model, total, cpi, board.clock_hz)
     res.exit_code = estimate_exit_code(res)
     return res.finalize()
+
+
+def _pipeline_budget(res: ProfileResult, model: Model, total: int, cpi: float,
+                     clock_hz: int) -> None:
+    """The stored audio pipeline's front end per stride + one inference vs the stride."""
+    from ..errors import NanomlError
+    from ..pipeline.budget import audio_budget
+    from ..pipeline.store import read_pipeline
+    try:
+        pipe = read_pipeline(model)
+    except NanomlError as e:
+        res.notes.append(f"pipeline not read: {e.message}")
+        return
+    lower = any(not x.estimated for x in res.layers)
+    res.pipeline = audio_budget(pipe, None if lower else total, clock_hz, cpi)
+    b = res.pipeline
+    if b and b["keeps_up"] is False:
+        res.notes.append(f"the board cannot keep up: {b['frontend_ms']:.1f} ms of features + "
+                         f"{b['inference_ms']:.1f} ms of inference per {b['stride_ms']} ms "
+                         f"stride at {clock_hz / 1e6:g} MHz; use a longer stride (`nanoml pipeline --stride-ms`) "
+                         "or a smaller model")
 
 
 def estimate_exit_code(res: ProfileResult) -> int:

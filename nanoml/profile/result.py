@@ -113,6 +113,7 @@ class ProfileResult:
     arena_recorded: str | None = None      # file the measured arena was written to
     notes: list[str] = field(default_factory=list)
     verdict: object | None = None          # estimate: nanoml.model.verdict.Verdict (None: not known)
+    pipeline: dict | None = None           # estimate: the audio pipeline's real-time budget
     exit_code: int = 0
 
     @property
@@ -164,6 +165,7 @@ class ProfileResult:
             d["can_run"] = self.can_run
             d["problems"] = self.verdict.to_json() if self.verdict is not None else []
             d["exit_code"] = self.exit_code
+            d["pipeline"] = self.pipeline
         if self.arena_recorded:
             d["arena_recorded"] = self.arena_recorded
         return d
