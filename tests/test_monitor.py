@@ -404,3 +404,25 @@ def test_usb_discovery_reconnect_through_bootloader():
     assert events[:3] == ["connected", "disconnected", "bootloader"] and events[-1] == "reconnected"
     assert mon.exit_reason == "count" and mon.stats.reconnects == 1
     assert mon.connector.current == board2.port
+
+
+def test_pipeline_real_time_accounting_is_in_the_summary_and_the_view():
+    """`res fus=/drop=` from a pipeline firmware: the summary carries the front end's
+    time per inference and the board's dropped-sample count (they were parsed but shown
+    nowhere)."""
+    from nanoml.serial import protocol as P
+    from nanoml.serial.monitor import MonitorStats
+    from nanoml.serial.stream import StreamDecoder
+    st = MonitorStats()
+    plain = MonitorStats()
+    lines = [P.encode_line("res", {"seq": i, "us": 40_000, "out": [0.1, 0.9], "top": 1,
+                                   "t_ms": 990 + 100 * i, "fus": fus, "drop": drop})
+             for i, (fus, drop) in enumerate([(9_100, 0), (9_400, 0), (9_200, 320)])]
+    for p in StreamDecoder().feed(b"".join(lines)):
+        st.update(p, 1.0)
+    for p in StreamDecoder().feed(P.encode_line("res", {"seq": 0, "us": 5, "out": [1.0], "top": 0})):
+        plain.update(p, 1.0)
+    s = st.summary()
+    assert s["results"] == 3
+    assert s["feature_us"] == {"last": 9_200, "max": 9_400} and s["dropped_samples"] == 320
+    assert plain.summary()["feature_us"] is None and plain.summary()["dropped_samples"] is None

@@ -295,6 +295,9 @@ class _LiveView:
                      f"missed {st.missed}  restarts {st.restarts}  reconnects {st.reconnects}  "
                      f"errors {st.errors}")
         parts.append(nums)
+        if st.feature_us_last is not None or st.dropped is not None:
+            parts.append(Text(_safe(f"features us: last {f(st.feature_us_last)}  max "
+                                    f"{f(st.feature_us_max)}  samples dropped {f(st.dropped)}")))
         if st.last_err:
             parts.append(Text(_safe(f"last error: {st.last_err}"), style="red"))
         if st.last_det:

@@ -84,6 +84,11 @@ class MonitorStats:
     errors: int = 0
     dets: int = 0                 # detections (det frames) of the pipeline's recognizer
     last_det: dict | None = None
+    # real-time accounting of a pipeline firmware (res fus= / drop=): front-end µs per
+    # inference and the board's count of sensor samples dropped since boot
+    feature_us_last: int | None = None
+    feature_us_max: int | None = None
+    dropped: int | None = None
     ended: bool = False           # the sim's file source ended (an `end` frame)
     lat_min: int | None = None
     lat_max: int | None = None
@@ -144,6 +149,11 @@ class MonitorStats:
         self.lat_max = us if self.lat_max is None else max(self.lat_max, us)
         self.last_out = f["out"]
         self.last_top = f["top"]
+        if f.get("fus") is not None:
+            self.feature_us_last = f["fus"]
+            self.feature_us_max = max(self.feature_us_max or 0, f["fus"])
+        if f.get("drop") is not None:
+            self.dropped = f["drop"]
         if f.get("sim"):
             self.sim = True
         if self.first_t is None:
@@ -192,6 +202,9 @@ class MonitorStats:
             "missed": self.missed, "restarts": self.restarts, "reconnects": self.reconnects,
             "acks_ok": self.acks_ok, "acks_rejected": self.acks_rejected, "errors": self.errors,
             "dets": self.dets,
+            "feature_us": (None if self.feature_us_last is None else
+                           {"last": self.feature_us_last, "max": self.feature_us_max}),
+            "dropped_samples": self.dropped,
             "rate_hz": (self.results - 1) / span if span > 0 else None,
             "latency_us": self.latency(), "sim": self.sim,
             "hello": self.hello,
