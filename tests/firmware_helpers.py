@@ -151,3 +151,32 @@ def run_host(path: Path, x: np.ndarray) -> np.ndarray:
     interp.set_input(x, 0)
     interp.invoke()
     return interp.get_output(0)
+
+
+def host_build(tmp_path_factory, name: str, headers: tuple[str, ...], driver: str,
+               extra_flags: tuple[str, ...] = ()) -> Path:
+    """Build a host test driver (C++ source text) against the firmware's own
+    sources (nanoml_app.cpp, the given firmware headers, the protocol header) with
+    the host compiler, under ASan/UBSan when its runtime is there; skips without a
+    compiler. Returns the executable."""
+    import subprocess
+    import pytest
+    gxx = shutil.which("g++") or shutil.which("clang++")
+    if not gxx:
+        pytest.skip("no host C++ compiler")
+    from nanoml.resources import data_dir
+    d = tmp_path_factory.mktemp(name)
+    sk = data_dir("sketches")
+    for f in ("nanoml_app.h", "nanoml_app.cpp", *headers):
+        shutil.copy(sk / "firmware" / f, d / f)
+    shutil.copy(sk / "common" / "nanoml_protocol.h", d / "nanoml_protocol.h")
+    (d / "driver.cpp").write_text(driver)
+    exe = d / "driver"
+    base = [gxx, "-std=gnu++14", "-O1", "-Wall", "-Wextra", "-Werror", *extra_flags]
+    srcs = ["-o", str(exe), "driver.cpp", "nanoml_app.cpp"]
+    r = subprocess.run(base + ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"] + srcs,
+                       capture_output=True, text=True, cwd=d)
+    if r.returncode != 0 and "sanitize" in r.stderr:   # no sanitizer runtime: plain build
+        r = subprocess.run(base + srcs, capture_output=True, text=True, cwd=d)
+    assert r.returncode == 0, r.stderr
+    return exe

@@ -10,7 +10,6 @@ against ArduinoCore-mbed 4.5.0 and Chirale_TensorFlowLite 2.0.0 (docs/build.md).
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_model_names, SHARED
-from firmware_helpers import ARM_FLAGS, ARM_GXX, have_arm, make_model
+from firmware_helpers import ARM_FLAGS, ARM_GXX, have_arm, host_build, make_model
 
 needs_arm = pytest.mark.skipif(not have_arm(), reason="arm-none-eabi-g++ not installed "
                                "(apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)")
@@ -232,27 +231,7 @@ int main() {
 
 @pytest.fixture(scope="module")
 def app_driver(tmp_path_factory):
-    gxx = shutil.which("g++") or shutil.which("clang++")
-    if not gxx:
-        pytest.skip("no host C++ compiler")
-    from nanoml.resources import data_dir
-    d = tmp_path_factory.mktemp("app")
-    sk = data_dir("sketches")
-    for f in ("nanoml_app.h", "nanoml_app.cpp"):
-        shutil.copy(sk / "firmware" / f, d / f)
-    shutil.copy(sk / "common" / "nanoml_protocol.h", d / "nanoml_protocol.h")
-    (d / "driver.cpp").write_text(DRIVER)
-    exe = d / "driver"
-    r = subprocess.run([gxx, "-std=gnu++14", "-O1", "-Wall", "-Wextra", "-Werror",
-                        "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                        "-o", str(exe), "driver.cpp", "nanoml_app.cpp"],
-                       capture_output=True, text=True, cwd=d)
-    if r.returncode != 0 and "sanitize" in r.stderr:   # no sanitizer runtime: plain build
-        r = subprocess.run([gxx, "-std=gnu++14", "-O1", "-Wall", "-Wextra", "-Werror",
-                            "-o", str(exe), "driver.cpp", "nanoml_app.cpp"],
-                           capture_output=True, text=True, cwd=d)
-    assert r.returncode == 0, r.stderr
-    return exe
+    return host_build(tmp_path_factory, "app", (), DRIVER)
 
 
 def _run(exe: Path, stdin: str) -> str:

@@ -15,14 +15,13 @@ nanoml_recognizer.h, the mic/imu input templates):
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from firmware_helpers import ARM_FLAGS, ARM_GXX, have_arm, make_model
+from firmware_helpers import ARM_FLAGS, ARM_GXX, have_arm, host_build, make_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CPP = ROOT / "tests" / "cpp"
@@ -36,26 +35,8 @@ TYPES = {"float32": 1, "int8": 9, "uint8": 3, "int16": 7}
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    gxx = shutil.which("g++") or shutil.which("clang++")
-    if not gxx:
-        pytest.skip("no host C++ compiler")
-    from nanoml.resources import data_dir
-    d = tmp_path_factory.mktemp("pipe")
-    sk = data_dir("sketches")
-    for f in ("nanoml_app.h", "nanoml_app.cpp", "nanoml_window.h", "nanoml_recognizer.h"):
-        shutil.copy(sk / "firmware" / f, d / f)
-    shutil.copy(sk / "common" / "nanoml_protocol.h", d / "nanoml_protocol.h")
-    shutil.copy(CPP / "pipeline_driver.cpp", d / "driver.cpp")
-    exe = d / "driver"
-    base = [gxx, "-std=gnu++14", "-O1", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off"]
-    r = subprocess.run(base + ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                               "-o", str(exe), "driver.cpp", "nanoml_app.cpp"],
-                       capture_output=True, text=True, cwd=d)
-    if r.returncode != 0 and "sanitize" in r.stderr:
-        r = subprocess.run(base + ["-o", str(exe), "driver.cpp", "nanoml_app.cpp"],
-                           capture_output=True, text=True, cwd=d)
-    assert r.returncode == 0, r.stderr
-    return exe
+    return host_build(tmp_path_factory, "pipe", ("nanoml_window.h", "nanoml_recognizer.h"),
+                      (CPP / "pipeline_driver.cpp").read_text(), ("-ffp-contract=off",))
 
 
 def _run(exe: Path, stdin: str) -> list[str]:
