@@ -48,6 +48,9 @@ MAX_TENSORS = 64                       # tensors of a tensors field
 MAX_DIMS = 8                           # dimensions of one tensor (each an int32)
 MAX_DTYPE = 16                         # characters of a tensor's dtype name
 MAX_PAYLOAD = HOST_MAX_LINE // 2       # bytes of a hexbytes field
+# Layer dumps: tensor bytes per `lch` line (its longest line stays within
+# MAX_LINE_LENGTH, so a device needs no bigger line buffer for a dump).
+LAYER_CHUNK_BYTES = 90
 
 # Reasons a device rejects an input frame: the `why=` token of "ack ok=0".
 WHY = {
@@ -152,6 +155,9 @@ MESSAGES: dict[str, MessageSpec] = {m.type: m for m in (
                     _f("out", "tensors", "output tensors"),
                     _f("input", "text", "input source: serial, synthetic, imu or mic", limit=32),
                     _f("sim", "bool", "1 when sent by `nanoml sim` (host timings)", False),
+                    _f("layers", "bool", "1 when the firmware dumps every operator's output for "
+                                         "an input frame (layer-dump build: `lay`, `lch`, `lend`)",
+                       False),
                 )),
     MessageSpec("res", "device", "One inference result.", (
         _f("seq", "uint", "inference counter since boot"),
@@ -207,6 +213,43 @@ MESSAGES: dict[str, MessageSpec] = {m.type: m for m in (
         _f("ok", "bool", "1 accepted (a `res` with frame=seq follows), 0 rejected"),
         _f("why", "text", "reject reason token (see the table below)", False, limit=32),
     )),
+    # -- layer dumps (issue 13: layer-dump build, `nanoml sim --layers`) --------------
+    MessageSpec("lay", "device", "Layer-dump build: header of one operator output, sent right "
+                                 "after the operator ran for input frame `frame`; `chunks` `lch` "
+                                 "lines with its bytes follow.", (
+        _f("frame", "uint", "seq of the input frame being run"),
+        _f("i", "uint", "operator index in subgraph 0 (execution order)"),
+        _f("o", "uint", "position among the operator's outputs"),
+        _f("op", "text", "operator name, e.g. CONV_2D", limit=MAX_LIST_ITEM),
+        _f("t", "int", "tensor index in subgraph 0 (-1: optional output absent)"),
+        _f("dtype", "text", "element type (numpy name: int8, int16, float32, ...)",
+           limit=MAX_DTYPE),
+        _f("shape", "ints", "dimensions (empty for a scalar)", limit=MAX_DIMS),
+        _f("bytes", "uint", "tensor bytes (0 when `why` is set)"),
+        _f("chunks", "uint", f"`lch` lines that follow (ceil(bytes / {LAYER_CHUNK_BYTES}))"),
+        _f("crc", "uint", "CRC-32 (zlib/IEEE) of all the tensor's bytes"),
+        _f("scale", "float", "quantization scale (absent: not quantized)", False),
+        _f("zp", "int", "quantization zero point", False),
+        _f("why", "text", "why the output was not sent: dtype (no values: resource, variant, "
+                          "string) or nodata (no data pointer)", False, limit=32),
+    )),
+    MessageSpec("lch", "device", "Layer-dump build: one chunk of a `lay` tensor (its line "
+                                 "checksum covers the chunk; `lay crc` the whole tensor).", (
+        _f("frame", "uint", "seq of the input frame"),
+        _f("i", "uint", "operator index"),
+        _f("o", "uint", "output position"),
+        _f("k", "uint", "chunk index, 0 .. chunks-1"),
+        _f("hex", "hexbytes", f"chunk bytes: {LAYER_CHUNK_BYTES} except in the last chunk",
+           limit=LAYER_CHUNK_BYTES),
+    )),
+    MessageSpec("lend", "device", "Layer-dump build: every operator of frame `frame` ran and "
+                                  "was sent (the frame's `res` follows).", (
+        _f("frame", "uint", "seq of the input frame"),
+        _f("ops", "uint", "operators of subgraph 0 that ran"),
+        _f("sent", "uint", "`lay` headers sent"),
+        _f("nested", "uint", "operator runs inside control-flow subgraphs (not dumped)"),
+        _f("sim", "bool", "1 when sent by `nanoml sim`", False),
+    )),
     MessageSpec("in", "host", "Input frame: tensor bytes for one inference. Fields in "
                               "exactly this order.", (
         _f("seq", "uint", "host's frame counter"),
@@ -222,6 +265,11 @@ MESSAGES: dict[str, MessageSpec] = {m.type: m for m in (
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
     """CRC-16/CCITT-FALSE (binascii.crc_hqx is exactly this polynomial, MSB first)."""
     return binascii.crc_hqx(data, crc)
+
+
+def crc32(data: bytes) -> int:
+    """CRC-32 (zlib/IEEE 802.3, reflected 0xEDB88320) of a whole tensor (`lay crc`)."""
+    return binascii.crc32(data) & 0xFFFFFFFF
 
 
 # ---------------------------------------------------------------------------
@@ -664,6 +712,7 @@ def markdown_tables() -> str:
               "max line length kept by the host": HOST_MAX_LINE,
               "max `~nm ` starts tried in one line (text glued before a nanoml line)":
                   MAX_SPLIT_TRIES,
+              "tensor bytes per `lch` chunk (layer dumps)": LAYER_CHUNK_BYTES,
               "LCG multiplier": LCG_MUL, "LCG increment": LCG_ADD,
               "seed multiplier (seed = seq * it mod 2^32)": SEED_MUL}
     consts.update({f"dtype code {k}": v for k, v in DTYPE_CODES.items()})
