@@ -3,6 +3,8 @@
 flash = empty-sketch baseline (board profile)
       + TFLM core code (runtime profile: no-ops program minus an empty program)
       + code of exactly the model's ops (see `ops_code_bytes`)
+      + with `--optimize speed`: what the speed flags add to those ops' kernels
+        (`speed_code_bytes`, from the measured code_bytes of nanoml/data/optimize/<runtime>.toml)
       + nanoml's own firmware code (protocol, main loop)
       + the input source's library (--input imu) and the profiling build (--profile)
       + the model flatbuffer
@@ -58,12 +60,13 @@ class Footprint:
     notes: list[str] = field(default_factory=list)
     input: str = "serial"
     profile: bool = False
+    optimize: str = "size"       # the optimization profile counted
 
     def to_json(self) -> dict:
         return {"flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes,
                 "flash_parts": self.flash_parts, "ram_parts": self.ram_parts,
                 "fits": {"flash": self.fits_flash, "ram": self.fits_ram}, "notes": self.notes,
-                "input": self.input, "profile": self.profile}
+                "input": self.input, "profile": self.profile, "optimize": self.optimize}
 
 
 def ops_code_bytes(runtime: Runtime, ops: list[str]) -> tuple[int, list[str]]:
@@ -84,6 +87,40 @@ def ops_code_bytes(runtime: Runtime, ops: list[str]) -> tuple[int, list[str]]:
     sizes.sort(reverse=True)
     total = sizes[0] + sum(s - min(s, shared) for s in sizes[1:])
     return total, unknown
+
+
+def _optimize_table(runtime_id: str) -> dict | None:
+    """nanoml/data/optimize/<runtime>.toml (per-op speed flags and code sizes), or None."""
+    try:
+        from .firmware.optimize import load_table
+    except ImportError:
+        load_table = None
+    if load_table is not None:
+        return load_table(runtime_id)
+    f = resources.files("nanoml.data").joinpath("optimize", f"{runtime_id}.toml")
+    return tomllib.loads(f.read_text()) if f.is_file() else None
+
+
+def speed_code_bytes(runtime: Runtime, ops: list[str]) -> tuple[int, list[str]]:
+    """Extra kernel code of the speed build for these builtin ops: for every op whose
+    chosen flag set is not "base", code_bytes[flag set] - code_bytes["base"] (measured
+    per kernel on the Cortex-M4 build; a negative difference counts as 0). Also the
+    ops the table chose a flag set for but has no code size of (counted 0, listed)."""
+    table = _optimize_table(runtime.id)
+    if not table:
+        return 0, []
+    extra, unsized = 0, []
+    for name in sorted(set(ops)):
+        entry = table.get("ops", {}).get(name) or {}
+        chosen = entry.get("speed", "base")
+        if chosen == "base":
+            continue
+        sizes = entry.get("code_bytes", {})
+        if chosen in sizes and "base" in sizes:
+            extra += max(int(sizes[chosen]) - int(sizes["base"]), 0)
+        else:
+            unsized.append(name)
+    return extra, unsized
 
 
 def nanoml_ram_bytes(model) -> int:
@@ -127,10 +164,14 @@ def _frontend_figures(model, input_kind: str) -> dict | None:
 
 
 def estimate(board: Board, runtime: Runtime, model, arena_bytes: int,
-             input_kind: str = "serial", profile: bool = False) -> Footprint:
-    """The footprint of the firmware `build` makes for `model` with this arena size."""
+             input_kind: str = "serial", profile: bool = False,
+             optimize: str | None = None) -> Footprint:
+    """The footprint of the firmware `build` makes for `model` with this arena size
+    and optimization profile (None/"size": the library at the core's flags)."""
     fig = figures()
-    code, unknown = ops_code_bytes(runtime, [o.op for o in model.operators if o.op != "CUSTOM"])
+    builtin = [o.op for o in model.operators if o.op != "CUSTOM"]
+    code, unknown = ops_code_bytes(runtime, builtin)
+    speed, unsized = speed_code_bytes(runtime, builtin) if optimize == "speed" else (0, [])
     core = runtime.no_ops_code_bytes - runtime.empty_program_bytes
     in_flash, in_ram, _ = input_bytes(board, input_kind)
     fe = _frontend_figures(model, input_kind)
@@ -138,6 +179,7 @@ def estimate(board: Board, runtime: Runtime, model, arena_bytes: int,
         in_flash, in_ram = in_flash + fe["flash_bytes"], fe["ram_bytes"]
     prof = fig["profile"] if profile else {"flash_bytes": 0, "ram_bytes": 0}
     flash_parts = {"baseline": board.baseline_flash, "tflm_core": core, "tflm_ops": code,
+                   **({"tflm_ops_speed": speed} if optimize == "speed" else {}),
                    "nanoml": fig["nanoml"]["flash_bytes"], "input": in_flash,
                    "profiling": prof["flash_bytes"], "model": model.size}
     ram_parts = {"baseline": board.baseline_ram, "arena": arena_bytes,
@@ -150,5 +192,16 @@ def estimate(board: Board, runtime: Runtime, model, arena_bytes: int,
     if unknown:
         notes.append("no measured code size for " + ", ".join(unknown) +
                      f"; assumed {DEFAULT_UNKNOWN_OP_BYTES:,} B each")
+    if unsized:
+        notes.append("no measured speed-build code size for " + ", ".join(unsized)
+                     + " (not counted in tflm_ops_speed)")
     return Footprint(flash, ram, flash_parts, ram_parts, flash <= board.flash_bytes,
-                     ram <= board.ram_bytes, notes, input_kind, profile)
+                     ram <= board.ram_bytes, notes, input_kind, profile, optimize or "size")
+
+
+def speed_fits(model, board: Board, runtime: Runtime, arena_bytes: int,
+               input_kind: str = "serial", profile: bool = False) -> tuple[bool, int]:
+    """(does the speed build's firmware fit the board's flash and RAM, the flash the
+    speed flags add): for the default optimization profile (speed when it fits)."""
+    fp = estimate(board, runtime, model, arena_bytes, input_kind, profile, optimize="speed")
+    return fp.fits_flash and fp.fits_ram, fp.flash_parts["tflm_ops_speed"]

@@ -350,10 +350,12 @@ def firmware_arena_bytes(min_bytes: int) -> int:
 
 def assess(model: Model, board: Board, runtime: Runtime, input_kind: str = "serial",
            profile: bool = False, arena_bytes: int | None = None, arena: dict | None = None,
-           check_library: bool = True, check_input: bool = False) -> Assessment:
+           check_library: bool = True, check_input: bool = False,
+           optimize: str | None = None) -> Assessment:
     """Arena + footprint + verdict. `arena_bytes`: the firmware's arena when the caller
     has planned it (build); otherwise the prediction plus build's default margin.
-    `check_input`: also judge the model against `input_kind` as `build --input` does."""
+    `check_input`: also judge the model against `input_kind` as `build --input` does.
+    `optimize`: the optimization profile whose flash is counted (None: size)."""
     from ..footprint import estimate
     from . import analysis
     if arena is None:
@@ -362,7 +364,7 @@ def assess(model: Model, board: Board, runtime: Runtime, input_kind: str = "seri
                               static_memory=runtime.static_memory).to_json()
     if arena_bytes is None:
         arena_bytes = firmware_arena_bytes(int(arena["min_bytes"]))
-    fp = estimate(board, runtime, model, arena_bytes, input_kind, profile)
+    fp = estimate(board, runtime, model, arena_bytes, input_kind, profile, optimize)
     stats = analysis.analyse(model)
     table = op_table(model, runtime)
     verdict = judge(model, runtime, board, fp, arena, stats, table, check_library)

@@ -13,6 +13,13 @@ how many times each of its loops iterates); the coefficients (instructions per l
 iteration) are data, one JSON file per runtime in nanoml/profile/coefficients/,
 fitted by `nanoml.profile.coefficient_fit` to instruction counts measured on a Cortex-M4 build
 (tests/data/estimate/ and ../shared/truth/instructions_cortex_m4.json).
+
+One table per build (`coefficient_name`): `<runtime>.json` is the `size` optimization
+profile (the library at the core's -Os, FPU on), `<runtime>.speed.json` the `speed`
+profile (the model's kernels at their measured best flags), `<runtime>.soft.json` the
+-Os library with `-mfloat-abi=soft` (what a user's own PlatformIO project builds). Each
+table says which build it describes (`optimize`, `flags`, `float_abi`) and where its
+CPI comes from (`cpi_source`).
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from ..errors import UsageError
 from .kernels import Work
 
 DEFAULT_CPI = 1.25
+SIZE, SPEED = "size", "speed"            # optimization profiles (= nanoml.firmware.optimize)
+SOFTFP, SOFT = "softfp", "soft"          # float ABIs a table can describe
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,18 @@ class CostModel:
     per_op_dispatch: float           # interpreter loop between two operators
     paths: dict                      # path -> PathCost
     measured_on: str
+    optimize: str = SIZE                 # the build the table describes
+    flags: tuple = ("-Os",)
+    float_abi: str = SOFTFP
+    cpi_source: str = ""
+    notes: tuple = ()                    # e.g. the profile asked for has no table here
+
+    def build(self) -> dict:
+        """Which build the figures describe (the estimate's JSON `build`)."""
+        return {"optimize": self.optimize, "flags": list(self.flags), "float_abi": self.float_abi,
+                "runtime": self.id, "coefficients": coefficient_name(self.id, self.optimize,
+                                                                     self.float_abi),
+                "cpi": self.cpi, "cpi_source": self.cpi_source}
 
     def is_measured(self, work: Work) -> bool:
         pc = self.paths.get(work.path)
@@ -72,16 +93,52 @@ class CostModel:
 _ALIASES = {"chirale_2.0.0_no_static_memory": "chirale_2.0.0"}
 
 
-@lru_cache(maxsize=None)
-def load_cost_model(runtime_id: str) -> CostModel:
+def coefficient_name(runtime_id: str, optimize: str = SIZE, float_abi: str = SOFTFP) -> str:
+    """The table's file stem: `<rt>` (size, FPU), `<rt>.speed`, `<rt>.soft` (size, soft float)."""
+    if float_abi == SOFT:
+        return f"{runtime_id}.{SOFT}" if optimize == SIZE else f"{runtime_id}.{optimize}.{SOFT}"
+    return runtime_id if optimize == SIZE else f"{runtime_id}.{optimize}"
+
+
+def _root():
+    return resources.files("nanoml.profile").joinpath("coefficients")
+
+
+def has_cost_model(runtime_id: str, optimize: str = SIZE, float_abi: str = SOFTFP) -> bool:
     rid = _ALIASES.get(runtime_id, runtime_id)
-    root = resources.files("nanoml.profile").joinpath("coefficients")
-    f = root.joinpath(f"{rid}.json")
-    if not f.is_file():
-        known = sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json"))
+    return _root().joinpath(coefficient_name(rid, optimize, float_abi) + ".json").is_file()
+
+
+@lru_cache(maxsize=None)
+def load_cost_model(runtime_id: str, optimize: str | None = None,
+                    float_abi: str | None = None) -> CostModel:
+    """The table of `runtime_id` for the `optimize` profile (None: size) and float ABI
+    (None: the FPU, as nanoml's generated project builds). A runtime with no speed table
+    has only the size build (nanoml.firmware.optimize builds it for `speed` too): its size
+    table, with a note. A soft-float table that was never measured is a usage error."""
+    optimize = optimize or SIZE
+    float_abi = float_abi or SOFTFP
+    if optimize not in (SIZE, SPEED):
+        raise UsageError(f"unknown optimization profile '{optimize}'", "use speed or size")
+    if float_abi not in (SOFTFP, SOFT):
+        raise UsageError(f"unknown float ABI '{float_abi}'", "use softfp or soft")
+    rid = _ALIASES.get(runtime_id, runtime_id)
+    root = _root()
+    if not root.joinpath(f"{rid}.json").is_file():
+        known = sorted(p.name[:-5] for p in root.iterdir()
+                       if p.name.endswith(".json") and "." not in p.name[:-5])
         raise UsageError(f"no latency model for runtime '{runtime_id}'",
                          f"use --runtime with one of: {', '.join(known)}")
-    d = json.loads(f.read_text())
+    notes = []
+    if not has_cost_model(rid, optimize, float_abi):
+        if float_abi == SOFT:
+            raise UsageError(f"no soft-float latency model for {rid} with --optimize {optimize}"
+                             " (never measured)",
+                             "use --optimize size with --float-abi soft, or drop --float-abi")
+        notes.append(f"no {optimize} build measured for {rid}: nanoml builds it with the size "
+                     "profile's flags, and the figures are the size build's")
+        optimize = SIZE
+    d = json.loads(root.joinpath(coefficient_name(rid, optimize, float_abi) + ".json").read_text())
     paths = {k: PathCost(float(v["fixed"]), {kk: float(vv) for kk, vv in v["per"].items()},
                          frozenset(v["dtypes"]))
              for k, v in d["paths"].items()}
@@ -89,4 +146,7 @@ def load_cost_model(runtime_id: str) -> CostModel:
                      cpi=float(d.get("cpi", DEFAULT_CPI)),
                      invoke_fixed=float(d["invoke_fixed"]),
                      per_op_dispatch=float(d["per_op_dispatch"]), paths=paths,
-                     measured_on=d.get("measured_on", ""))
+                     measured_on=d.get("measured_on", ""), optimize=optimize,
+                     flags=tuple(d.get("flags", ["-Os"])),
+                     float_abi=d.get("float_abi", float_abi),
+                     cpi_source=d.get("cpi_source", ""), notes=tuple(notes))

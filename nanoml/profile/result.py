@@ -114,6 +114,9 @@ class ProfileResult:
     notes: list[str] = field(default_factory=list)
     verdict: object | None = None          # estimate: nanoml.model.verdict.Verdict (None: not known)
     pipeline: dict | None = None           # estimate: the audio pipeline's real-time budget
+    build: dict | None = None              # estimate: the build described (costmodel.build())
+    optimizations: list | None = None      # estimate: the optimization profiles side by side
+    float_info: dict | None = None         # estimate: float share, soft-float cost (softfloat.py)
     exit_code: int = 0
 
     @property
@@ -166,6 +169,9 @@ class ProfileResult:
             d["problems"] = self.verdict.to_json() if self.verdict is not None else []
             d["exit_code"] = self.exit_code
             d["pipeline"] = self.pipeline
+            d["build"] = self.build
+            d["optimizations"] = self.optimizations
+            d["float"] = self.float_info
         if self.arena_recorded:
             d["arena_recorded"] = self.arena_recorded
         return d
