@@ -29,7 +29,7 @@ except KeyboardInterrupt:
     _interrupted()
 
 COMMANDS = ["boards", "ports", "inspect", "convert", "build", "flash", "monitor", "sim",
-            "profile", "validate", "features", "pipeline"]
+            "profile", "validate", "features", "pipeline", "capture"]
 
 app = typer.Typer(
     name="nanoml",
