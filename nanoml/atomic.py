@@ -118,3 +118,25 @@ def write_atomic(path: str | Path, data: bytes | str, what: str = "file") -> Pat
         _unlink(tmp)
         raise os_error(e, p) from None
     return p
+
+
+def create_new(path: str | Path, data: bytes | str, what: str = "file") -> Path:
+    """Create `path` whole with `data`, never replacing anything: the data is
+    staged in a temp file, then hard-linked to `path` (FileExistsError when the
+    name is taken, so two writers never overwrite each other's file)."""
+    p = Path(path)
+    if isinstance(data, str):
+        data = data.encode()
+    try:
+        tmp = stage(p, data)
+    except OSError as e:
+        raise os_error(e, p) from None
+    try:
+        os.link(tmp, p)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        raise os_error(e, p) from None
+    finally:
+        _unlink(tmp)
+    return p

@@ -8,7 +8,7 @@ normalised per channel and converted to the model's input tensor.
 
 CSV: a header row naming the columns; the pipeline's channels (ax, ay, az in
 g, gx, gy, gz in degrees/s, mx, my, mz in uT: the units of both Nano 33 BLE
-Sense revisions' libraries) must all be there, in any order; other columns
+Sense revisions' libraries) must all be there, in any order (a name may carry its unit: `ax[g]`); other columns
 (a time column, labels) are ignored. One row per sample at the pipeline's
 `rate_hz`.
 
@@ -39,6 +39,15 @@ def _hint(channels) -> str:
     return "the first row must name the columns: " + ",".join(channels)
 
 
+def _column_name(header: str) -> str:
+    """A column's channel name: `ax`, `AX` and `ax[g]` (a unit after it, as
+    `nanoml capture` writes) are all `ax`."""
+    h = header.strip().lower()
+    if h.endswith("]") and "[" in h:
+        h = h[:h.index("[")].strip()
+    return h
+
+
 def read_csv(path, channels: list[str]):
     """float32 [rows, len(channels)] of the named columns of a CSV file."""
     import numpy as np
@@ -54,7 +63,7 @@ def read_csv(path, channels: list[str]):
             header = next(rows, None)
             if not header:
                 raise InputError(f"{p}: empty CSV file", _hint(channels))
-            names = [h.strip().lower() for h in header]
+            names = [_column_name(h) for h in header]
             missing = [c for c in channels if c not in names]
             if missing:
                 raise InputError(f"{p}: no column {', '.join(missing)} (the pipeline reads "
