@@ -62,6 +62,27 @@ WHY = {
     "busy": "the firmware is still working on the previous frame",
 }
 
+# Reasons a device refuses a capture command: the `why=` token of "cack ok=0".
+CAP_WHY = {
+    "sensor": "the board has no such sensor, or the firmware was built without it",
+    "rate": "rate 0 or above what the sensor gives (mic: exactly its sample rate)",
+    "ch": "channels not 1 (mic) or 3, 6, 9 (imu)",
+    "busy": "a take is running (send `stop` first)",
+    "idle": "`stop` with no take running",
+    "crc": "checksum mismatch",
+    "syntax": "a field missing, unknown or malformed, or the line too long",
+}
+
+# Raw sample frames (`smp`): bytes of samples per full frame. A multiple of 3
+# (base64 without padding) and of 2 and 4 (int16 and float32 values): 240 B =
+# 120 mic samples, 4 .. 12 IMU samples of 9 .. 3 float32 channels (144 B).
+SMP_MIC_BYTES = 240
+SMP_IMU_BYTES = 144
+MAX_SMP_BYTES = 768                    # bound of a `d` field the host decodes
+# Longest host->device capture command line ("\r\n" included) a device accepts.
+MAX_COMMAND_LINE = 96
+CAPTURE_FORMATS = {"mic": "i16", "imu": "f32"}
+
 # TFLite TensorType codes, as used by synthetic_fill (C++ and Python).
 DTYPE_CODES = {"float32": 0, "uint8": 3, "int16": 7, "int8": 9}
 
@@ -108,6 +129,7 @@ KINDS = {
     "list": "comma-separated `text` items",
     "hex12": "12 lower-case hex digits",
     "hexbytes": "upper-case hex digits, 2 per byte (either case accepted)",
+    "b64": "base64 of bytes (RFC 4648 alphabet A-Z a-z 0-9 + /, no `=` padding)",
     "tensors": "comma-separated `<dtype>:<dim>x<dim>...` (e.g. `int8:1x49x40x1`)",
 }
 
@@ -118,7 +140,8 @@ def _f(key: str, kind: str, doc: str, required: bool = True, limit: int | None =
 
 # default `limit` per kind (max characters or items); kinds not listed have fixed bounds
 DEFAULT_LIMITS = {"floats": MAX_ITEMS, "ints": MAX_ITEMS, "text": MAX_TEXT,
-                  "list": MAX_LIST_ITEMS, "hexbytes": MAX_PAYLOAD, "tensors": MAX_TENSORS}
+                  "list": MAX_LIST_ITEMS, "hexbytes": MAX_PAYLOAD, "tensors": MAX_TENSORS,
+                  "b64": MAX_SMP_BYTES}
 
 
 def field_limit(f: FieldSpec) -> int | None:
@@ -134,7 +157,7 @@ def bounds_text(kind: str, limit: int | None = None) -> str:
         "floats": f"<= {n} items, each a float",
         "ints": f"<= {n} items, each {INT_MIN} .. {INT_MAX}", "text": f"<= {n} characters",
         "list": f"<= {n} items of <= {MAX_LIST_ITEM} characters", "hex12": "12 digits",
-        "hexbytes": f"<= {n} bytes",
+        "hexbytes": f"<= {n} bytes", "b64": f"<= {n} bytes",
         "tensors": f"<= {n} tensors of <= {MAX_DIMS} dims, each 0 .. {INT_MAX}",
     }[kind]
 
@@ -256,6 +279,63 @@ MESSAGES: dict[str, MessageSpec] = {m.type: m for m in (
         _f("len", "uint", "payload bytes (1 .. device capacity)"),
         _f("hex", "hexbytes", "payload, 2*len hex digits, little-endian tensor bytes"),
     )),
+    # -- raw sample capture (docs/protocol.md "Capture"; nanoml/capture/link.py) --
+    MessageSpec("cap", "host", "Capture command: start a take of raw sensor samples. The "
+                               "model stops running while the take lasts.", (
+        _f("seq", "uint", "host's command counter (the `cack` answers it)"),
+        _f("sensor", "text", "mic or imu", limit=8),
+        _f("rate", "uint", "samples per second (mic: 16000; imu: 1 .. the sensor's rate)"),
+        _f("ch", "uint", "channels: 1 (mic); 3, 6 or 9 (imu: acc, + gyro, + mag)"),
+        _f("n", "uint", "samples in the take (0: until `stop`)"),
+    )),
+    MessageSpec("stop", "host", "Capture command: end the take now (a `cend` follows).", (
+        _f("seq", "uint", "host's command counter"),
+    )),
+    MessageSpec("dwin", "host", "Capture command: send (on=1) or not (on=0) the raw window "
+                                "behind every detection, as a take with `det=` after the "
+                                "`det` line.", (
+        _f("seq", "uint", "host's command counter"),
+        _f("on", "bool", "1: send detection windows, 0: stop sending them"),
+    )),
+    MessageSpec("cack", "device", "Reply to a capture command.", (
+        _f("seq", "uint", "seq of the command (0 when it could not be read)"),
+        _f("ok", "bool", "1 accepted, 0 refused"),
+        _f("why", "text", "refusal token (see the table below)", False, limit=32),
+    )),
+    MessageSpec("cst", "device", "Start of a take: what the `smp` frames that follow carry.", (
+        _f("take", "uint", "take number since boot"),
+        _f("sensor", "text", "mic or imu", limit=8),
+        _f("rate", "uint", "samples per second"),
+        _f("ch", "uint", "channels per sample"),
+        _f("n", "uint", "samples the take will have (0: until `stop`)"),
+        _f("fmt", "text", "sample encoding: i16 (int16 LE) or f32 (float32 LE)", limit=8),
+        _f("names", "list", "channel names (mic; ax,ay,az,gx,gy,gz,mx,my,mz)"),
+        _f("units", "list", "channel units (pcm16; g, dps, uT)"),
+        _f("spf", "uint", "samples per full `smp` frame"),
+        _f("board", "text", "board id (boards/*.toml)", limit=64),
+        _f("rev", "text", "board revision (rev1, rev2)", limit=16),
+        _f("fw", "text", "firmware version", limit=64),
+        _f("det", "uint", "seq of the `det` whose raw window this take is", False),
+        _f("sim", "bool", "1 when sent by `nanoml sim`", False),
+    )),
+    MessageSpec("smp", "device", "Raw samples of a take: one frame.", (
+        _f("take", "uint", "take number (as in `cst`)"),
+        _f("seq", "uint", "frame number within the take, from 0"),
+        _f("i", "uint", "index of the frame's first sample within the take"),
+        _f("n", "uint", "samples in the frame (1 .. spf)"),
+        _f("d", "b64", "n * ch values, little-endian, interleaved by sample"),
+        _f("t_us", "uint", "board clock (micros(), wraps) when the frame's first sample was "
+                           "taken; `nanoml sim`: that sample's time in the take", False),
+    )),
+    MessageSpec("cend", "device", "End of a take.", (
+        _f("take", "uint", "take number"),
+        _f("samples", "uint", "samples sent"),
+        _f("frames", "uint", "`smp` frames sent"),
+        _f("drop", "uint", "samples the device lost during the take (ring overflow, a "
+                           "line that did not fit the USB buffer)"),
+        _f("why", "text", "done (n reached), stop (host), error", limit=16),
+        _f("sim", "bool", "1 when sent by `nanoml sim`", False),
+    )),
 )}
 
 
@@ -324,6 +404,8 @@ def _encode_value(kind: str, v) -> str:
         return str(v)[:12].lower()
     if kind == "hexbytes":
         return bytes(v).hex().upper()
+    if kind == "b64":
+        return b64_encode(bytes(v))
     if kind == "tensors":
         if isinstance(v, str):
             return v
@@ -503,13 +585,32 @@ def _hexbytes(v: str, limit: int = MAX_PAYLOAD) -> bytes:
         raise ProtocolError("bad hex payload") from None
 
 
+def b64_encode(data: bytes) -> str:
+    """Base64 without padding (the `b64` kind)."""
+    return binascii.b2a_base64(data, newline=False).rstrip(b"=").decode("ascii")
+
+
+_B64_RE = re.compile(r"[A-Za-z0-9+/]*\Z")
+
+
+def _b64(v: str, limit: int = MAX_SMP_BYTES) -> bytes:
+    if len(v) > (4 * limit + 2) // 3:
+        raise ProtocolError(f"data above {limit} bytes")
+    if len(v) % 4 == 1 or not _B64_RE.match(v):
+        raise ProtocolError("bad base64 data")
+    try:
+        return binascii.a2b_base64(v + "=" * (-len(v) % 4))
+    except binascii.Error:
+        raise ProtocolError("bad base64 data") from None
+
+
 def _tensors(v: str, limit: int = MAX_TENSORS) -> list[dict]:
     return parse_tensors(v, limit)
 
 
 _DECODERS = {"uint": _uint, "int": _int, "bool": _bool, "float": _float, "floats": _floats,
              "ints": _ints, "text": _textval, "list": _list, "hex12": _hex12,
-             "hexbytes": _hexbytes, "tensors": _tensors}
+             "hexbytes": _hexbytes, "tensors": _tensors, "b64": _b64}
 assert set(_DECODERS) == set(KINDS)
 
 
@@ -705,6 +806,8 @@ def markdown_tables() -> str:
     out.extend(f"| {k} | {v} |" for k, v in KINDS.items())
     out.append("\n### Reject reasons (`ack ok=0 why=`)\n\n| why | meaning |\n|---|---|")
     out.extend(f"| `{k}` | {v} |" for k, v in WHY.items())
+    out.append("\n### Capture refusals (`cack ok=0 why=`)\n\n| why | meaning |\n|---|---|")
+    out.extend(f"| `{k}` | {v} |" for k, v in CAP_WHY.items())
     out.append("\n### Constants\n\n| name | value |\n|---|---|")
     consts = {"protocol version": PROTOCOL_VERSION, "line prefix": "`~nm `",
               "max line length (device, excluding an `in` payload)": MAX_LINE_LENGTH,
@@ -714,7 +817,11 @@ def markdown_tables() -> str:
                   MAX_SPLIT_TRIES,
               "tensor bytes per `lch` chunk (layer dumps)": LAYER_CHUNK_BYTES,
               "LCG multiplier": LCG_MUL, "LCG increment": LCG_ADD,
-              "seed multiplier (seed = seq * it mod 2^32)": SEED_MUL}
+              "seed multiplier (seed = seq * it mod 2^32)": SEED_MUL,
+              "max capture command line (device)": MAX_COMMAND_LINE,
+              "`smp` bytes per full frame, mic": SMP_MIC_BYTES,
+              "`smp` bytes per full frame, imu": SMP_IMU_BYTES,
+              "max `smp` data bytes (host)": MAX_SMP_BYTES}
     consts.update({f"dtype code {k}": v for k, v in DTYPE_CODES.items()})
     out.extend(f"| {k} | {v} |" for k, v in consts.items())
     return "\n".join(out) + "\n"
