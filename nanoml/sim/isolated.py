@@ -107,7 +107,7 @@ def _die_with_parent() -> None:
 
 
 def _worker(conn, err_fd: int, data: bytes, arena_size: int, n_inputs: int, n_outputs: int,
-            serve: bool, runtime) -> None:
+            serve: bool, runtime, preserve: bool = False) -> None:
     """The child: allocate, check-invoke, answer, then serve requests until EOF."""
     import numpy as np
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
@@ -119,7 +119,7 @@ def _worker(conn, err_fd: int, data: bytes, arena_size: int, n_inputs: int, n_ou
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)                      # the parent's stdout carries its results
     os.dup2(err_fd, 2)                       # TFLM's error reports, for the message
-    limit = _limit_memory(arena_size)
+    limit = _limit_memory(arena_size + getattr(runtime, "EXTRA_MEMORY_BYTES", 0))
 
     def failure(e: BaseException) -> tuple:
         if isinstance(e, MemoryError):
@@ -132,7 +132,12 @@ def _worker(conn, err_fd: int, data: bytes, arena_size: int, n_inputs: int, n_ou
     t0 = time.monotonic()
     ip = None
     try:
-        ip = runtime.Interpreter.from_bytes(data, arena_size=arena_size)
+        if preserve:          # every tensor kept after invoke (no arena reuse): layer dumps
+            ip = runtime.Interpreter.from_bytes(
+                data, arena_size=arena_size,
+                intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+        else:
+            ip = runtime.Interpreter.from_bytes(data, arena_size=arena_size)
         ins = [ip.get_input_details(i) for i in range(n_inputs)]
         outs = [ip.get_output_details(i) for i in range(n_outputs)]
         conn.send(("progress", CHECK_INVOKING))        # the parent names the right step
@@ -157,6 +162,9 @@ def _worker(conn, err_fd: int, data: bytes, arena_size: int, n_inputs: int, n_ou
                 ip.invoke()
                 us = (time.perf_counter_ns() - t) // 1000
                 conn.send(("ok", [np.array(ip.get_output(i)) for i in range(len(outs))], us))
+            elif req[0] == "tensors":          # preserve=True: tensors of the last invoke
+                conn.send(("ok", [np.array(ip.GetTensor(int(i), 0)["tensor_data"])
+                                  for i in req[1]]))
             elif req[0] == "reset":
                 ip.reset()
                 conn.send(("ok",))
@@ -177,11 +185,15 @@ class HostInterpreter:
     """One model in TFLM's host interpreter, in a worker process (see the module doc).
 
     `.inputs` / `.outputs`: the interpreter's tensor details (dicts); `.start_seconds`:
-    how long allocation + the check invoke took. `run(arrays)` -> (outputs, us)."""
+    how long allocation + the check invoke took. `run(arrays)` -> (outputs, us).
+    `preserve`: keep every tensor (TFLM's kPreserveAllTensors; `tensors()` reads them).
+    `runtime`: a module with the `tflite_micro` runtime's surface (default: that one;
+    nanoml.validate.tflite_runtime wraps TensorFlow Lite's interpreter)."""
 
     def __init__(self, data: bytes, arena_size: int, n_inputs: int, n_outputs: int, *,
                  deadline: Deadline | float | None = None, step_timeout: float = STEP_TIMEOUT_S,
-                 start_timeout: float | None = None, serve: bool = True):
+                 start_timeout: float | None = None, serve: bool = True,
+                 preserve: bool = False, runtime=None):
         import ctypes  # noqa: F401 - the worker's imports, done before the fork
         import faulthandler  # noqa: F401
         import multiprocessing
@@ -190,7 +202,8 @@ class HostInterpreter:
         import threading
 
         import numpy  # noqa: F401
-        from tflite_micro.python.tflite_micro import runtime
+        if runtime is None:
+            from tflite_micro.python.tflite_micro import runtime
         self._pid = None
         if not 0 < arena_size <= MAX_ARENA_BYTES:
             raise InputError(f"arena of {arena_size:,} B for the host interpreter: out of range",
@@ -206,7 +219,7 @@ class HostInterpreter:
             try:
                 parent.close()
                 _worker(child, self._err.fileno(), data, arena_size, n_inputs, n_outputs, serve,
-                        runtime)
+                        runtime, preserve)
             finally:
                 os._exit(0)
         child.close()
@@ -221,6 +234,11 @@ class HostInterpreter:
         """Set the inputs, invoke; (output arrays, host microseconds of invoke())."""
         _, outs, us = self._call(("run", list(arrays)), INVOKING)
         return outs, int(us)
+
+    def tensors(self, indices: list[int]) -> list:
+        """Subgraph 0's tensors `indices` after the last run() (needs preserve=True:
+        without it TFLM reuses the arena and intermediate tensors are overwritten)."""
+        return self._call(("tensors", [int(i) for i in indices]), INVOKING)[1]
 
     def reset(self) -> None:
         self._call(("reset",), INVOKING)

@@ -1,0 +1,167 @@
+"""The reference of `nanoml validate --layers`: every operator's output tensor
+for one input, from a host interpreter that keeps all tensors.
+
+    ref = LayerReference(model, "tflm")         # or "tflite"; a worker process
+    layers = ref.run(inputs)                     # [LayerTensor], one per operator output
+    ref.close()
+
+`"tflm"`: TFLM's Python interpreter (the `tflite-micro` package) with
+`kPreserveAllTensors` (no arena reuse, so every intermediate tensor is still
+there after `invoke()`); the same reference kernels the virtual board runs.
+`"tflite"`: TensorFlow Lite's own interpreter (LiteRT `ai-edge-litert`, else
+TensorFlow's `tf.lite`) with `experimental_preserve_all_tensors`, to tell a TFLM
+difference from a board difference. Both run in a worker process
+(nanoml.sim.isolated). Operators and their output tensors come from the model
+(nanoml.model.tflite). Never prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ToolError, UsageError
+from ..model import tflite
+
+REFERENCES = ("tflm", "tflite")
+# Output dtypes a layer dump can carry (the board sends raw little-endian bytes).
+READABLE_DTYPES = ("int8", "uint8", "int16", "int32", "float32")
+TFLITE_HINT = "pip install ai-edge-litert (or nanoml's [convert] extra: TensorFlow)"
+
+
+@dataclass
+class LayerTensor:
+    """One operator's output tensor (the reference's or the board's)."""
+    op: int                          # operator index in subgraph 0 (execution order)
+    tensor: int                      # the model's tensor index
+    dtype: str
+    shape: tuple[int, ...]
+    scale: float | None              # per-tensor quantization, None when not quantized
+    zero_point: int | None
+    data: object                     # numpy array of `dtype`, `shape`
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale is not None and self.dtype in ("int8", "uint8", "int16")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """An operator of subgraph 0 and its output tensors, from the model."""
+    index: int
+    op: str
+    version: int
+    inputs: tuple[int, ...]          # tensor indices (absent optional inputs left out)
+    outputs: tuple[int, ...]
+
+
+def model_layers(model: tflite.Model) -> list[Layer]:
+    """Subgraph 0's operators in execution order with their output tensors.
+    Raises UsageError naming the first operator whose output a layer dump cannot
+    carry (a dtype outside READABLE_DTYPES), or that has no output at all."""
+    out = []
+    main = model.main
+    for op in main.operators:
+        outs = tuple(t for t in op.outputs if t >= 0)
+        for t in outs:
+            dtype = main.tensors[t].dtype
+            if dtype not in READABLE_DTYPES:
+                raise UsageError(
+                    f"operator {op.index} ({op.display_name}) outputs {dtype} (tensor {t}): "
+                    f"its output cannot be read layer by layer (readable: "
+                    f"{', '.join(READABLE_DTYPES)})",
+                    "validate the final outputs instead: leave out --layers")
+        if not outs:
+            raise UsageError(f"operator {op.index} ({op.display_name}) has no output tensor "
+                             "to read layer by layer",
+                             "validate the final outputs instead: leave out --layers")
+        out.append(Layer(op.index, op.display_name, op.version,
+                         tuple(t for t in op.inputs if t >= 0), outs))
+    return out
+
+
+def tensor_quant(t: tflite.Tensor) -> tuple[float | None, int | None]:
+    """(scale, zero point) of a per-tensor quantized tensor, else (None, None)."""
+    q = t.quant
+    if q is None or len(q.scale) != 1:
+        return None, None
+    return float(q.scale[0]), int(q.zero_point[0])
+
+
+def _arena(model: tflite.Model) -> int:
+    """Arena for the preserving interpreter: the usual one plus every activation
+    tensor (nothing is reused when all tensors are kept)."""
+    from ..sim.isolated import MAX_ARENA_BYTES
+    from ..sim.model import default_arena
+    acts = sum(t.arena_bytes + 16 for t in model.main.tensors if not t.is_const)
+    return min(MAX_ARENA_BYTES, default_arena(model.size) + 2 * acts)
+
+
+def _tflite_runtime():
+    """The --reference tflite interpreter module, checked before any worker starts."""
+    import importlib.util
+    for name in ("ai_edge_litert", "tensorflow"):
+        try:
+            if importlib.util.find_spec(name) is not None:
+                from . import tflite_runtime
+                return tflite_runtime
+        except (ImportError, ValueError):
+            continue
+    raise ToolError("--reference tflite needs TensorFlow Lite's interpreter, and neither "
+                    "ai-edge-litert nor TensorFlow is installed", TFLITE_HINT)
+
+
+class LayerReference:
+    """One model in a preserving host interpreter (worker process)."""
+
+    def __init__(self, model: tflite.Model, reference: str = "tflm", deadline=None):
+        from ..sim.isolated import HostInterpreter, HostInterpreterError
+        if reference not in REFERENCES:
+            raise UsageError(f"--reference must be one of {', '.join(REFERENCES)}, got "
+                             f"{reference!r}")
+        self.model = model
+        self.reference = reference
+        self.layers = model_layers(model)
+        runtime = _tflite_runtime() if reference == "tflite" else None
+        main = model.main
+        try:
+            self._ip = HostInterpreter(bytes(model.raw), _arena(model), len(main.inputs),
+                                       len(main.outputs), deadline=deadline, preserve=True,
+                                       runtime=runtime)
+        except HostInterpreterError as e:
+            if reference == "tflite" and "not installed" in e.message:
+                raise ToolError(f"--reference tflite: {e.message.split('(', 1)[-1].rstrip(')')}",
+                                TFLITE_HINT) from None
+            raise HostInterpreterError(f"{model.path}: {e.message}", e.hint, e.status,
+                                       e.step) from None
+        self.input_specs = [(str(main.tensors[t].dtype), tuple(main.tensors[t].shape))
+                            for t in main.inputs]
+
+    def run(self, inputs: list[bytes]) -> tuple[list[LayerTensor], list]:
+        """(every operator output, the model's output arrays) for one input
+        (raw tensor bytes per model input)."""
+        import numpy as np
+        arrays = []
+        for (dtype, shape), data in zip(self.input_specs, inputs):
+            arrays.append(np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
+                          .astype(dtype).reshape(shape))
+        outs, _ = self._ip.run(arrays)
+        wanted = [(layer.index, t) for layer in self.layers for t in layer.outputs]
+        got = self._ip.tensors([t for _, t in wanted])
+        tensors = self.model.main.tensors
+        res = []
+        for (op, t), arr in zip(wanted, got):
+            info = tensors[t]
+            scale, zp = tensor_quant(info)
+            a = np.asarray(arr)
+            res.append(LayerTensor(op, t, a.dtype.name, tuple(int(x) for x in a.shape),
+                                   scale, zp, a))
+        return res, [np.asarray(o) for o in outs]
+
+    def close(self) -> None:
+        self._ip.close()
+
+    def __enter__(self) -> "LayerReference":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
