@@ -80,7 +80,7 @@ def record_take(link, req: CaptureRequest, i: int, observer, res: CaptureResult)
     buf = T.TakeBuffer(req.samples, req.sensor, req.channels, req.rate, first_index=0)
     last_shown = 0.0
     try:
-        link.start_take(req.samples)
+        link.start_take(req.sensor, int(req.rate), len(req.channels), req.samples)
         for ev in link.events():
             if not hasattr(ev, "samples"):          # a Gap: the buffer sees the hole
                 continue
@@ -92,7 +92,7 @@ def record_take(link, req: CaptureRequest, i: int, observer, res: CaptureResult)
     except BaseException:
         res.discarded += 1
         with contextlib.suppress(Exception):
-            link.stop_take()
+            link.abort()
         raise
     end = link.end
     if end is not None and end.why == "end" and not buf.done:

@@ -156,10 +156,8 @@ def _record(req, b, port, sim, source, fast, timeout, json_out) -> None:
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         with show_progress(False), view:
-            with open_link(port=port, sim=(str(source) if source else "synthetic") if sim
-                           else None, sensor=req.sensor, rate=int(req.rate),
-                           channels=None if req.sensor == "mic" else len(req.channels),
-                           board=b.id, realtime=not fast) as link:
+            with open_link(port=port, sim=sim, source=source, fast=fast, board=b.id,
+                           sensor=req.sensor) as link:
                 run_capture(link, req, res, view)
     except KeyboardInterrupt:
         res.stopped = "interrupted"
