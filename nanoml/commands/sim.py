@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from ._common import (BOARD_OPTION, FAST_OPTION, JSON_OPTION, POSITIVE, RUNTIME_OPTION, SimInput, arena_option,
-                      console, count_option, emit_json, handle_errors, model_ref, rate_option,
+                      console, count_option, emit_json, handle_errors, layers_option, model_ref,
+                      rate_option,
                       source_option, timeout_option, value_of)
 
 
@@ -43,6 +44,9 @@ def register(app: typer.Typer) -> None:
         labels: str = typer.Option(None, "--labels",
                                    help="With --source: label names, comma-separated (a,b,c; "
                                         "default: the model's pipeline)."),
+        layers: bool = layers_option("With --input serial: as the layer-dump firmware, send "
+                                     "every operator's output for each input frame "
+                                     "(docs/protocol.md \"Layer dumps\")."),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Run MODEL on a virtual board that speaks the firmware's serial protocol.
@@ -71,7 +75,7 @@ def register(app: typer.Typer) -> None:
             vb = VirtualBoard(model, input=value_of(input), rate_hz=rate, board=b.id, runtime=rt,
                               link=None if no_link else (link or default_link_path()),
                               count=count, arena_size=arena, deadline=deadline, source=source,
-                              fast=fast, labels=_label_list(labels))
+                              fast=fast, labels=_label_list(labels), layers=layers)
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             parent = os.getppid()
@@ -82,7 +86,7 @@ def register(app: typer.Typer) -> None:
                                "input": vb.input, "rate_hz": vb.rate_hz, "board": vb.board,
                                "source": vb.source.path if vb.source else None,
                                "fast": vb.fast,
-                               "runtime": vb.runtime, "sim": True,
+                               "runtime": vb.runtime, "sim": True, "layers": vb.layers,
                                "model": {**vb.model.to_json(), **model_ref(model)}},
                               "sim/1", final=False)
                 else:
@@ -127,6 +131,8 @@ def _print_banner(vb) -> None:
             else f"{vb.source.path} into the {vb.input}"
             + (", as fast as possible" if vb.fast else ", in real time") if vb.source
             else "input frames from the host")
+    if vb.layers:
+        what += ", sending every operator's output (layer dumps)"
     lines = [vb.port,                     # first line: the port, for scripts
              f"virtual {vb.board} running {Path(m.path).name} ({what}); latency is host time"]
     if vb.link:

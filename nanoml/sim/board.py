@@ -75,7 +75,7 @@ class VirtualBoard:
                  hello_interval: float = HELLO_INTERVAL_S, count: int | None = None,
                  profile: bool = False, arena_size: int | None = None, deadline=None,
                  source: str | Path | None = None, fast: bool = False,
-                 labels: list[str] | None = None):
+                 labels: list[str] | None = None, layers: bool = False):
         if termios is None or not hasattr(os, "openpty"):
             raise UsageError("the virtual board needs a POSIX pseudo-terminal (Linux or macOS)",
                              hint="run `nanoml sim` / `monitor --sim` on Linux, macOS or WSL")
@@ -88,9 +88,21 @@ class VirtualBoard:
                 "per-operator profiling is not available in the sim yet: the tflite-micro host "
                 "interpreter exposes no per-op timing",
                 hint="profile on the board, or use `nanoml inspect` for the latency model")
+        # --layers (layer-dump build): every operator's output for each input frame
+        if layers and (input != "serial" or source is not None):
+            raise UsageError("--layers dumps the layers of input frames: it needs --input serial",
+                             hint="run `nanoml sim MODEL --input serial --layers`")
+        if layers and isinstance(model, SimModel) and not model.preserve:
+            raise UsageError("--layers needs a SimModel(preserve=True)")
+        self.layers = layers
         # a model given by path is this board's own: its interpreter worker stops with it
         self.owns_model = not isinstance(model, SimModel)
-        self.model = SimModel(model, arena_size, deadline=deadline) if self.owns_model else model
+        self.model = SimModel(model, arena_size, deadline=deadline, preserve=layers) \
+            if self.owns_model else model
+        self._layer_plan = None
+        if layers:
+            from .layers import layer_plan
+            self._layer_plan = layer_plan(self.model.model)
         self.input = input
         self.rate_hz = rate_hz
         self.board = board
@@ -180,6 +192,7 @@ class VirtualBoard:
         return {"port": self.port, "link": self.link, "input": self.input,
                 "source": self.source.path if self.source else None, "fast": self.fast,
                 "rate_hz": self.rate_hz, "board": self.board, "runtime": self.runtime,
+                "layers": self.layers,
                 "model": self.model.to_json(), "stats": self.stats.to_json()}
 
     # -- the board's main loop -------------------------------------------
@@ -325,10 +338,16 @@ class VirtualBoard:
             "model": m.sha256[:12], "board": self.board, "runtime": self.runtime,
             "arena": m.arena_size, "used": m.arena_used or 0, "ops": m.ops,
             "in": [t.spec() for t in m.inputs], "out": [t.spec() for t in m.outputs],
-            "input": self.input, "sim": True})
+            "input": self.input, "sim": True, "layers": self.layers or None})
 
     def _infer(self, inputs: list[bytes], frame: int | None) -> None:
+        if self.layers:              # as the layer-dump firmware: every frame from a reset state
+            self.model.reset()
         r = self.model.run(inputs)
+        if self.layers:
+            from .layers import dump_lines
+            for msg_type, fields in dump_lines(self.model, frame, self._layer_plan):
+                self._send(msg_type, fields)
         self._send("res", {"seq": self._seq, "us": r.us, "out": r.outputs, "top": r.top,
                            "q": r.q, "frame": frame, "sim": True})
         self._seq = (self._seq + 1) & 0xFFFFFFFF
@@ -342,7 +361,7 @@ class VirtualBoard:
         file source waits for the host (up to 10 s) instead: --fast is as fast
         as the host reads, and no result of the file is lost."""
         _, w, _ = select.select([], [self._master], [], 0)
-        waited = time.monotonic() + (10.0 if self.source else 0.0)
+        waited = time.monotonic() + (10.0 if self.source or self.layers else 0.0)
         while not w and time.monotonic() < waited and not self._stop.is_set():
             _, w, _ = select.select([], [self._master], [], 0.2)
         if not w:

@@ -82,7 +82,8 @@ class SimModel:
     """One model in the TFLM host interpreter."""
 
     def __init__(self, path: str | Path, arena_size: int | None = None,
-                 measure_arena: bool = True, deadline: Deadline | float | None = None):
+                 measure_arena: bool = True, deadline: Deadline | float | None = None,
+                 preserve: bool = False):
         p = Path(path)
         self.model = tflite.load(p)           # raises ModelError (one line) when unusable
         self.path = str(p)
@@ -96,7 +97,7 @@ class SimModel:
             start_timeout = _given_arena_timeout(self.model, data, arena_size, deadline)
         try:                                  # the interpreter lives in a worker process
             self._ip = HostInterpreter(data, self.arena_size, n_in, n_out, deadline=deadline,
-                                       start_timeout=start_timeout)
+                                       start_timeout=start_timeout, preserve=preserve)
         except HostInterpreterError as e:
             if arena_size is not None:
                 _raise_if_arena_too_small(self.model, data, arena_size, deadline)
@@ -104,7 +105,9 @@ class SimModel:
         self.start_seconds = self._ip.start_seconds
         self.inputs = [_details(d) for d in self._ip.inputs]
         self.outputs = [_details(d) for d in self._ip.outputs]
-        self.arena_used = self._measure_arena() if measure_arena else None
+        self.preserve = preserve
+        # kPreserveAllTensors records no allocations: no arena figure then
+        self.arena_used = self._measure_arena() if measure_arena and not preserve else None
 
     def close(self) -> None:
         """Stop the interpreter's worker process."""
@@ -168,6 +171,13 @@ class SimModel:
     def reset(self) -> None:
         """Reset variable tensors (stateful models), as a board reset would."""
         self._ip.reset()
+
+    def tensors(self, indices: list[int]) -> list[np.ndarray]:
+        """Subgraph 0's tensors `indices` as the last run() left them (needs
+        preserve=True: every tensor keeps its own memory)."""
+        if not self.preserve:
+            raise ValueError("SimModel(preserve=True) is needed to read intermediate tensors")
+        return [np.asarray(a) for a in self._ip.tensors(indices)]
 
     # -- arena -------------------------------------------------------------
     def _measure_arena(self) -> int | None:
