@@ -57,11 +57,14 @@ class SensorBoard(VirtualBoard):
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._host_opened()                       # keep the tty speed parked
-            wait = min(0.2, self.engine.wait())
-            r, _, _ = select.select([self._master], [], [], wait)
-            if r:
-                self._read_host()
-            self.engine.step()
+            self._loop_once()
+
+    def _loop_once(self) -> None:
+        wait = min(0.2, self.engine.wait())
+        r, _, _ = select.select([self._master], [], [], wait)
+        if r:
+            self._read_host()
+        self.engine.step()
 
     def _read_host(self) -> None:
         try:
