@@ -50,6 +50,20 @@ class ProjectFormat(str, enum.Enum):
     arduino = "arduino"
 
 
+class OptimizeProfile(str, enum.Enum):
+    """Optimization profile of the firmware (nanoml/firmware/optimize.py PROFILES)."""
+    speed = "speed"
+    size = "size"
+
+
+def optimize_option(help: str = "Optimization profile: speed (the model's kernel sources "
+                                "at their measured best flags) or size (the core's -Os); "
+                                "default speed when it fits the flash with a margin.") \
+        -> typer.Option:
+    """--optimize speed|size (docs/options.md); None: the default profile."""
+    return typer.Option(None, "--optimize", help=help)
+
+
 class Quantize(str, enum.Enum):
     int8 = "int8"
     float16 = "float16"

@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 
 from ._common import (BOARD_OPTION, JSON_OPTION, POSITIVE, RUNTIME_OPTION, InputSource,
-                      ProjectFormat, arena_option, console, decision_option, emit_json, esc,
+                      OptimizeProfile, ProjectFormat, arena_option, console, decision_option, emit_json, esc,
                       frontend_option, handle_errors, labels_option, model_ref, names,
                       show_progress, stride_ms_option, stride_option, threshold_option,
-                      timeout_option, value_of)
+                      optimize_option, timeout_option, value_of)
 
 
 def escape(text: str) -> str:
@@ -66,6 +66,7 @@ def register(app: typer.Typer) -> None:
         decision: bool = decision_option("Turn the pipeline's score smoothing (det lines) "
                                          "on or off."),
         threshold: int = threshold_option(),
+        optimize: OptimizeProfile = optimize_option(),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Generate a PlatformIO project (or Arduino sketch) for MODEL and compile it.
@@ -84,7 +85,7 @@ def register(app: typer.Typer) -> None:
                                 rate_hz=rate, interval_ms=interval_ms, profile=profile,
                                 compile=not no_compile, force=force, config=config,
                                 packages_dir=packages_dir, verbose=verbose, timeout=timeout,
-                                pipeline=overrides)
+                                pipeline=overrides, optimize=value_of(optimize))
             if json_out:
                 result = build(opts)
                 emit_json(to_json(result), "build/1", result.exit_code)
@@ -159,7 +160,14 @@ def render_generated(c, result) -> None:
             + (f", {len(f.removed)} removed" if f.removed else "")
             + (f"  ({escape(', '.join(changed))})" if changed and len(changed) <= 6 else ""),
             soft_wrap=True)
-    for w in s.warnings + result.notes:
+    o = s.optimize
+    if o is not None:
+        own = sum(1 for f in o.files.values() if f[:-1] != o.base_flags)
+        c.print(f"optimization profile {o.profile} ({o.chosen_by}), float ABI {o.float_abi}"
+                + (f", {own} kernel source pattern(s) with their own flags" if own else "")
+                + (f", +{o.extra_flash_bytes:,} B of flash" if o.extra_flash_bytes else ""),
+                soft_wrap=True)
+    for w in s.warnings + (o.notes if o is not None else []) + result.notes:
         c.print(f"[yellow]note:[/] {escape(w)}", soft_wrap=True)
 
 

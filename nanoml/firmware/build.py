@@ -46,6 +46,7 @@ class BuildOptions:
     cwd: Path | None = None
     # Overrides of the model's pipeline (mic/imu): store.resolve's keyword arguments.
     pipeline: dict | None = None
+    optimize: str | None = None     # optimization profile (None: the default)
 
 
 @dataclass
@@ -108,7 +109,7 @@ def generate(opts: BuildOptions) -> BuildResult:
         out = cwd / out
     spec = make_spec(opts.model, opts.board, opts.runtime, opts.input, opts.fmt, opts.arena,
                      opts.arena_margin, opts.rate_hz, opts.interval_ms, opts.profile,
-                     project_dir=out, pipeline=opts.pipeline)
+                     project_dir=out, pipeline=opts.pipeline, optimize=opts.optimize)
     sketch_name = None
     if spec.fmt == "arduino":
         sketch_name = out.name
@@ -130,6 +131,7 @@ def generate(opts: BuildOptions) -> BuildResult:
     meta = {"format": spec.fmt, "board": spec.board.id, "runtime": spec.runtime.id,
             "input": spec.input, "profile": spec.profile, "model": Path(spec.model_path).name,
             "model_sha256": spec.model.sha256, "arena_bytes": spec.arena.size,
+            "optimize": spec.optimize.profile if spec.optimize is not None else None,
             "env": platformio_env(spec) if spec.fmt == "platformio" else None}
     report = sync_files(out, files, force=opts.force, meta=meta, generated=lambda rel: is_generated_name(rel, out.name))
     res = BuildResult(spec=spec, project_dir=out, files=report, local=local)

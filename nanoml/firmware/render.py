@@ -1,7 +1,7 @@
 """Render a FirmwareSpec into project files (path -> bytes), from sketches/.
 
 Layouts:
-  platformio: platformio.ini + src/<files>
+  platformio: platformio.ini + nanoml_flags.py + src/<files>
   arduino:    <name>.ino + <files> (the folder itself is the sketch, named <name>)
 
 Files (all owned by nanoml; see project.py for how they are written):
@@ -39,6 +39,9 @@ TYPE_CODES = {"float32": 1, "int8": 9, "uint8": 3, "int16": 7}
 # this board uses (tflite-micro-arduino-examples, arduino_audio_provider.cpp).
 PDM_GAIN = 13
 PROTOCOL_HEADER = "common/nanoml_protocol.h"
+# PlatformIO extra script: the optimization profile's per-file flags and float ABI
+# (nanoml/firmware/optimize.py; platformio.ini's extra_scripts).
+FLAGS_SCRIPT = "nanoml_flags.py"
 _HEX = [f"0x{b:02x}" for b in range(256)]
 
 
@@ -223,6 +226,7 @@ def context(spec: FirmwareSpec, local: LocalPackages | None = None,
         "local": local,
         "arduino_libraries": arduino_libraries(spec),
         "arduino_install_commands": arduino_install_commands(spec),
+        "optimize": spec.optimize,
     }
 
 
@@ -266,7 +270,7 @@ def is_generated_name(rel: str, folder: str) -> bool:
     platformio.ini, src/<source>, or a sketch's flat <source> and <folder>.ino. Only
     those may a manifest make nanoml delete: a manifest from elsewhere cannot remove the
     user's own files."""
-    if rel == "platformio.ini":
+    if rel in ("platformio.ini", FLAGS_SCRIPT):
         return True
     head, _, name = rel.rpartition("/")
     if head == "src":
@@ -285,6 +289,7 @@ def render_project(spec: FirmwareSpec, local: LocalPackages | None = None,
     files: dict[str, bytes] = {}
     if spec.fmt == "platformio":
         files["platformio.ini"] = _env().get_template("platformio/platformio.ini.j2").render(ctx).encode()
+        files[FLAGS_SCRIPT] = _env().get_template(f"platformio/{FLAGS_SCRIPT}.j2").render(ctx).encode()
         for name, text in sources.items():
             files[f"src/{name}"] = text.encode()
     else:

@@ -76,6 +76,7 @@ class FirmwareSpec:
     footprint: object | None = None
     warnings: list[str] = field(default_factory=list)
     pipeline: object | None = None   # nanoml.pipeline.spec.Pipeline (mic/imu), or None
+    optimize: object | None = None   # nanoml.firmware.optimize.OptimizePlan
 
     @property
     def nanoml_version(self) -> str:
@@ -93,6 +94,7 @@ class FirmwareSpec:
             "lib_deps": self.lib_deps,
             "footprint": self.footprint.to_json() if self.footprint is not None else None,
             "pipeline": self.pipeline.to_json() if self.pipeline is not None else None,
+            "optimize": self.optimize.to_json() if self.optimize is not None else None,
             "warnings": self.warnings,
         }
 
@@ -282,11 +284,12 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
               arena_margin: str | int | None = None, rate_hz: int | None = None,
               interval_ms: int = 0, profile: bool = False,
               project_dir: Path | None = None,
-              pipeline: dict | None = None) -> FirmwareSpec:
+              pipeline: dict | None = None, optimize: str | None = None) -> FirmwareSpec:
     """Check and describe a firmware build. `project_dir`: the output folder, where
     `nanoml profile` may have recorded the arena measured on the board. `pipeline`:
     overrides of the model's stored pipeline (`nanoml.pipeline.store.resolve`'s
-    keyword arguments); mic/imu input only."""
+    keyword arguments); mic/imu input only. `optimize`: the optimization profile
+    (`speed`/`size`; None: the default, nanoml/firmware/optimize.py)."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
     model_path = Path(model_path)
@@ -340,6 +343,8 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
             f"{model_path.name} ({model.size:,} B) cannot fit the {board.flash_bytes:,} B of "
             f"application flash of the {board.name} (an empty sketch already takes "
             f"{board.baseline_flash:,} B)", hint="use a smaller model (fewer or int8 weights)")
+    opt, fp = _optimize_plan(optimize, model, board, runtime, fmt, fp, plan.size,
+                             input_source, profile)
     if not fp.fits_flash:
         warnings.append(f"estimated flash {fp.flash_bytes:,} B exceeds the board's "
                         f"{board.flash_bytes:,} B: the link will probably fail")
@@ -363,7 +368,24 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
         line_bytes=line_buffer_bytes(model, sequence, outputs_total, quantized_outputs),
         output_capacity=max(outputs_total, 1), static_memory=static_memory,
         build_flags=build_flags(static_memory, profile) if fmt == "platformio" else [],
-        lib_deps=lib_deps, imu=imu, mic=mic, footprint=fp, warnings=warnings, pipeline=pipe)
+        lib_deps=lib_deps, imu=imu, mic=mic, footprint=fp, warnings=warnings, pipeline=pipe,
+        optimize=opt)
+
+
+def _optimize_plan(requested: str | None, model: Model, board: Board, runtime: Runtime,
+                   fmt: str, fp, arena_bytes: int, input_source: str, profile: bool):
+    """The optimization profile (nanoml/firmware/optimize.py), judged on the footprint
+    of the speed build (nanoml/footprint.py) when the runtime has a measured table,
+    and the footprint of the profile chosen."""
+    from . import optimize
+    speed = None
+    if fmt == "platformio" and optimize.load_table(runtime.id) is not None:
+        from ..footprint import estimate
+        speed = estimate(board, runtime, model, arena_bytes, input_source, profile,
+                         optimize="speed")
+    opt = optimize.plan(requested, runtime, optimize.op_uses(model), fmt, board.flash_bytes,
+                        fp.flash_bytes, speed.flash_bytes if speed is not None else None)
+    return opt, (speed if opt.profile == "speed" and speed is not None else fp)
 
 
 def sensor_pipeline(model: Model, source: str, overrides: dict):
