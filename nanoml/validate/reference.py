@@ -23,8 +23,6 @@ from ..errors import ToolError, UsageError
 from ..model import tflite
 
 REFERENCES = ("tflm", "tflite")
-# Output dtypes a layer dump can carry (the board sends raw little-endian bytes).
-READABLE_DTYPES = ("int8", "uint8", "int16", "int32", "float32")
 TFLITE_HINT = "pip install ai-edge-litert (or nanoml's [convert] extra: TensorFlow)"
 
 
@@ -56,20 +54,19 @@ class Layer:
 
 def model_layers(model: tflite.Model) -> list[Layer]:
     """Subgraph 0's operators in execution order with their output tensors.
-    Raises UsageError naming the first operator whose output a layer dump cannot
-    carry (a dtype outside READABLE_DTYPES), or that has no output at all."""
-    out = []
+    Raises UsageError naming the first operator whose output has no values a
+    layer dump can carry (resource, variant, string: nanoml.serial.layers), or
+    that has no output at all."""
+    from ..serial.layers import unreadable_outputs
     main = model.main
+    for index, name, t, _ in unreadable_outputs(model)[:1]:
+        raise UsageError(
+            f"operator {index} ({name}) outputs a {main.tensors[t].dtype} tensor (tensor {t}): "
+            "it holds no values, so its output cannot be read layer by layer",
+            "validate the final outputs instead: leave out --layers")
+    out = []
     for op in main.operators:
         outs = tuple(t for t in op.outputs if t >= 0)
-        for t in outs:
-            dtype = main.tensors[t].dtype
-            if dtype not in READABLE_DTYPES:
-                raise UsageError(
-                    f"operator {op.index} ({op.display_name}) outputs {dtype} (tensor {t}): "
-                    f"its output cannot be read layer by layer (readable: "
-                    f"{', '.join(READABLE_DTYPES)})",
-                    "validate the final outputs instead: leave out --layers")
         if not outs:
             raise UsageError(f"operator {op.index} ({op.display_name}) has no output tensor "
                              "to read layer by layer",
@@ -128,9 +125,15 @@ class LayerReference:
                                        len(main.outputs), deadline=deadline, preserve=True,
                                        runtime=runtime)
         except HostInterpreterError as e:
-            if reference == "tflite" and "not installed" in e.message:
-                raise ToolError(f"--reference tflite: {e.message.split('(', 1)[-1].rstrip(')')}",
-                                TFLITE_HINT) from None
+            if reference == "tflite":
+                if "not installed" in e.message:
+                    raise ToolError("--reference tflite needs TensorFlow Lite's interpreter, "
+                                    "which does not import here", TFLITE_HINT) from None
+                why = e.message.replace("the host TFLM interpreter", "TensorFlow Lite's "
+                                        "interpreter")[:300]
+                raise HostInterpreterError(f"{model.path}: {why}",
+                                           "compare with TFLM instead: --reference tflm",
+                                           e.status, e.step) from None
             raise HostInterpreterError(f"{model.path}: {e.message}", e.hint, e.status,
                                        e.step) from None
         self.input_specs = [(str(main.tensors[t].dtype), tuple(main.tensors[t].shape))
@@ -144,6 +147,7 @@ class LayerReference:
         for (dtype, shape), data in zip(self.input_specs, inputs):
             arrays.append(np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
                           .astype(dtype).reshape(shape))
+        self._ip.reset()          # the board resets before every dumped inference too
         outs, _ = self._ip.run(arrays)
         wanted = [(layer.index, t) for layer in self.layers for t in layer.outputs]
         got = self._ip.tensors([t for _, t in wanted])

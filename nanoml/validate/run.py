@@ -112,15 +112,24 @@ def validate(model: Path, inputs: Path, port: str | None = None, sim: bool = Fal
 
 
 def _validate_sim(model, ref_model, samples, board, atol, min_top1, frame_timeout, deadline):
+    return on_virtual_board(
+        model, board, deadline,
+        lambda link: validate_stream(link, ref_model, samples, "sim", atol, min_top1,
+                                     frame_timeout, deadline=deadline))
+
+
+def on_virtual_board(model, board, deadline, talk, **options):
+    """`talk(link)` with a virtual board (serial input; `options`: more VirtualBoard
+    arguments) running `model`; the board's own error wins over the link's."""
     from ..serial.link import BoardLink
     from ..sim.board import VirtualBoard
     # the virtual board runs its own host interpreter (a second worker)
-    vb = VirtualBoard(model, input="serial", rate_hz=0, board=board.id, deadline=deadline)
+    vb = VirtualBoard(model, input="serial", rate_hz=0, board=board.id, deadline=deadline,
+                      **options)
     with vb:
         try:
             with BoardLink.open(vb.port) as link:
-                res = validate_stream(link, ref_model, samples, "sim", atol, min_top1,
-                                      frame_timeout, deadline=deadline)
+                res = talk(link)
         except NanomlError:
             if isinstance(vb.error, NanomlError):  # the board stopped on its own error
                 raise vb.error from None
