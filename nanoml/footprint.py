@@ -89,40 +89,6 @@ def ops_code_bytes(runtime: Runtime, ops: list[str]) -> tuple[int, list[str]]:
     return total, unknown
 
 
-def _optimize_table(runtime_id: str) -> dict | None:
-    """nanoml/data/optimize/<runtime>.toml (per-op speed flags and code sizes), or None."""
-    try:
-        from .firmware.optimize import load_table
-    except ImportError:
-        load_table = None
-    if load_table is not None:
-        return load_table(runtime_id)
-    f = resources.files("nanoml.data").joinpath("optimize", f"{runtime_id}.toml")
-    return tomllib.loads(f.read_text()) if f.is_file() else None
-
-
-def speed_code_bytes(runtime: Runtime, ops: list[str]) -> tuple[int, list[str]]:
-    """Extra kernel code of the speed build for these builtin ops: for every op whose
-    chosen flag set is not "base", code_bytes[flag set] - code_bytes["base"] (measured
-    per kernel on the Cortex-M4 build; a negative difference counts as 0). Also the
-    ops the table chose a flag set for but has no code size of (counted 0, listed)."""
-    table = _optimize_table(runtime.id)
-    if not table:
-        return 0, []
-    extra, unsized = 0, []
-    for name in sorted(set(ops)):
-        entry = table.get("ops", {}).get(name) or {}
-        chosen = entry.get("speed", "base")
-        if chosen == "base":
-            continue
-        sizes = entry.get("code_bytes", {})
-        if chosen in sizes and "base" in sizes:
-            extra += max(int(sizes[chosen]) - int(sizes["base"]), 0)
-        else:
-            unsized.append(name)
-    return extra, unsized
-
-
 def nanoml_ram_bytes(model) -> int:
     """nanoml's buffers in the firmware for this model (fixed part + line + outputs)."""
     from .firmware.spec import line_buffer_bytes
@@ -171,7 +137,9 @@ def estimate(board: Board, runtime: Runtime, model, arena_bytes: int,
     fig = figures()
     builtin = [o.op for o in model.operators if o.op != "CUSTOM"]
     code, unknown = ops_code_bytes(runtime, builtin)
-    speed, unsized = speed_code_bytes(runtime, builtin) if optimize == "speed" else (0, [])
+    speed = _speed_code_bytes(runtime, model) if optimize == "speed" else 0
+    unsized = speed is None
+    speed = speed or 0
     core = runtime.no_ops_code_bytes - runtime.empty_program_bytes
     in_flash, in_ram, _ = input_bytes(board, input_kind)
     fe = _frontend_figures(model, input_kind)
@@ -193,15 +161,31 @@ def estimate(board: Board, runtime: Runtime, model, arena_bytes: int,
         notes.append("no measured code size for " + ", ".join(unknown) +
                      f"; assumed {DEFAULT_UNKNOWN_OP_BYTES:,} B each")
     if unsized:
-        notes.append("no measured speed-build code size for " + ", ".join(unsized)
-                     + " (not counted in tflm_ops_speed)")
+        notes.append("the speed build's extra kernel code was not measured for some of these "
+                     "ops (not counted in tflm_ops_speed)")
     return Footprint(flash, ram, flash_parts, ram_parts, flash <= board.flash_bytes,
                      ram <= board.ram_bytes, notes, input_kind, profile, optimize or "size")
 
 
-def speed_fits(model, board: Board, runtime: Runtime, arena_bytes: int,
-               input_kind: str = "serial", profile: bool = False) -> tuple[bool, int]:
-    """(does the speed build's firmware fit the board's flash and RAM, the flash the
-    speed flags add): for the default optimization profile (speed when it fits)."""
-    fp = estimate(board, runtime, model, arena_bytes, input_kind, profile, optimize="speed")
-    return fp.fits_flash and fp.fits_ram, fp.flash_parts["tflm_ops_speed"]
+def _speed_code_bytes(runtime: Runtime, model) -> int | None:
+    """What the speed flags add to the model's kernels (nanoml.firmware.optimize's
+    measured code_bytes; 0 without a table; None when a chosen kernel was not sized)."""
+    from .firmware import optimize
+    return optimize.extra_code_bytes(optimize.load_table(runtime.id), optimize.op_uses(model),
+                                     "speed")
+
+
+def for_profile(requested: str | None, board: Board, runtime: Runtime, model, arena_bytes: int,
+                input_kind: str = "serial", profile: bool = False, fmt: str = "platformio"):
+    """(OptimizePlan, the footprint of the profile it chose, {profile: Footprint}): the
+    optimization profile `build --optimize` takes (None: its default, speed when the
+    speed firmware still fits with nanoml.firmware.optimize's margin), judged on these
+    footprints; inspect and profile --estimate call it, so all three agree."""
+    from .firmware import optimize
+    fps = {"size": estimate(board, runtime, model, arena_bytes, input_kind, profile, "size")}
+    if fmt == "platformio" and optimize.load_table(runtime.id) is not None:
+        fps["speed"] = estimate(board, runtime, model, arena_bytes, input_kind, profile, "speed")
+    plan = optimize.plan(requested, runtime, optimize.op_uses(model), fmt, board.flash_bytes,
+                         fps["size"].flash_bytes,
+                         fps["speed"].flash_bytes if "speed" in fps else None)
+    return plan, fps.get(plan.profile, fps["size"]), fps

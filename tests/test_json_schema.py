@@ -153,15 +153,15 @@ def only(args, **kw) -> dict:
 
 def test_the_tables_parse_and_name_their_schema():
     s = schemas()
-    assert {"envelope", "error/1", "inspect/1", "boards/1", "build/1", "profile/1",
+    assert {"envelope", "error/1", "inspect/2", "boards/1", "build/1", "profile/2",
             "validate/1", "monitor/1 summary", "sim/1 start", "sim/1 summary",
             "convert/1", "flash/1", "ports/1", "features/1"} <= set(s)
 
 
 @pytest.mark.parametrize("args, name", [
-    (["inspect", GESTURE], "inspect/1"),
+    (["inspect", GESTURE], "inspect/2"),
     (["boards"], "boards/1"),
-    (["profile", GESTURE, "--estimate"], "profile/1"),
+    (["profile", GESTURE, "--estimate"], "profile/2"),
     (["validate", GESTURE, "--inputs", INPUTS, "--sim", "--limit", 4], "validate/1"),
     (["ports"], "ports/1"),
 ])
@@ -176,7 +176,7 @@ def test_inspect_with_problems(tmp_path):
     from test_cli_vocabulary import _custom_op_model
     d = only(["inspect", _custom_op_model(tmp_path / "custom.tflite", "MyOp")])
     assert d["exit_code"] == 1 and d["ok"] is False and d["problems"]
-    check(d, schema("inspect/1"), "inspect (cannot run)")
+    check(d, schema("inspect/2"), "inspect (cannot run)")
 
 
 def test_build_no_compile(tmp_path):
@@ -188,7 +188,7 @@ def test_build_no_compile(tmp_path):
 def test_profile_sim(tmp_path):
     d = only(["profile", GESTURE, "--sim", "--count", 3, "--no-record"], cwd=tmp_path)
     assert d["source"] == "sim"
-    check(d, schema("profile/1"), "profile --sim")
+    check(d, schema("profile/2"), "profile --sim")
 
 
 def test_monitor_sim_summary():

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ._common import (BOARD_OPTION, JSON_OPTION, RUNTIME_OPTION, InputSource, console, emit_json,
-                      esc, handle_errors, value_of)
+from ._common import (BOARD_OPTION, JSON_OPTION, RUNTIME_OPTION, InputSource, OptimizeProfile,
+                      console, emit_json, esc, handle_errors, optimize_option, value_of)
 from .build import INPUT_HELP
 
 
@@ -23,6 +23,10 @@ def register(app: typer.Typer) -> None:
                                                  "the footprint of serial)."),
         profile: bool = typer.Option(False, "--profile",
                                      help="Count the profiling firmware (`build --profile`)."),
+        optimize: OptimizeProfile = optimize_option("The optimization profile `build "
+                                                    "--optimize` would build (speed|size; "
+                                                    "default: build's default): its latency "
+                                                    "estimate and flash."),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Show ops, shapes, MACs, op support and whether the model fits the board.
@@ -32,9 +36,9 @@ def register(app: typer.Typer) -> None:
         with handle_errors(json_out):
             from ..model.inspect import inspect_model
             report = inspect_model(str(model), board, runtime, input_kind=value_of(input_source),
-                                   profile=profile)
+                                   profile=profile, optimize=value_of(optimize))
             if json_out:
-                emit_json(to_json(report), "inspect/1", report.exit_code)
+                emit_json(to_json(report), "inspect/2", report.exit_code)
             else:
                 render(report)
             raise typer.Exit(report.exit_code)
@@ -130,6 +134,8 @@ def render(report) -> None:
         parts = esc(", ".join(f"{k} {_b(v)}" for k, v in d["footprint"][key].items()
                               if isinstance(v, int) or v is None))
         c.print(f"{kind:5} [{colour}]{_b(used):>11} of {cap:,} B ({pct})[/]  [dim]{parts}[/]")
+    for line in optimization_lines(d):
+        c.print(line, soft_wrap=True)
     if report.pipeline is not None:
         from .pipeline import summary
         c.print("[bold]Pipeline[/] [dim](stored in the model)[/]")
@@ -140,3 +146,23 @@ def render(report) -> None:
         c.print(f"[{colour}]{esc(p['level'])}:[/] {esc(p['message'])}", soft_wrap=True)
     c.print("[green]fits and runs on the board[/]" if d["can_run"]
             else "[red]cannot run on the board as is[/]")
+
+
+def optimization_lines(d: dict) -> list[str]:
+    """The latency estimate of the profile chosen and the profiles side by side (rich
+    markup, escaped): inspect's text and profile --estimate's."""
+    est, rows = d.get("estimate"), d.get("optimizations") or []
+    lines = []
+    if est:
+        b = est["build"]
+        at_least = "at least " if est["lower_bound"] else ""
+        lines.append(esc(f"Latency (estimate, {b['optimize']} build: {' '.join(b['flags'])}, "
+                         f"float ABI {b['float_abi']}): {at_least}{est['ms']:.3f} ms, "
+                         f"{at_least}{est['instructions']:,} instructions at CPI {b['cpi']:g}"))
+    for r in rows:
+        lb = "at least " if r["lower_bound"] else ""
+        fl = f"flash {r['flash_bytes']:,} B" if r["flash_bytes"] is not None else "flash n/a"
+        tag = "" if r["measured"] else " (not measured: the size build's figures)"
+        lines.append(esc(f"  {r['optimize']:5}  {lb}{r['instructions']:,} instructions  "
+                         f"{lb}{r['ms']:.3f} ms  {fl}{tag}"))
+    return lines

@@ -3,13 +3,21 @@ virtual board, or estimated without one."""
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
 import typer
 
-from ._common import (BOARD_OPTION, FINITE, JSON_OPTION, RUNTIME_OPTION, SIM_OPTION, console,
-                      count_option, either, emit_json, esc, handle_errors, hidden_alias, latency_ms,
-                      model_ref, port_option, show_progress, timeout_option)
+from ._common import (BOARD_OPTION, FINITE, JSON_OPTION, RUNTIME_OPTION, SIM_OPTION,
+                      OptimizeProfile, console, count_option, either, emit_json, esc,
+                      handle_errors, hidden_alias, latency_ms, model_ref, optimize_option,
+                      port_option, show_progress, timeout_option, value_of)
+
+
+class FloatAbi(str, enum.Enum):
+    """--float-abi of an estimate (nanoml/profile/costmodel.py SOFTFP, SOFT)."""
+    softfp = "softfp"
+    soft = "soft"
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +35,17 @@ def register(app: typer.Typer) -> None:
         board: str = BOARD_OPTION,
         runtime: str = RUNTIME_OPTION,
         cpi: float = typer.Option(None, "--cpi", min=0.1, max=20.0, callback=FINITE,
-                                  help="Cycles per instruction for --estimate (default 1.25)."),
+                                  help="Cycles per instruction for --estimate (default: the "
+                                       "CPI a board run recorded in --project, else the "
+                                       "latency table's; docs/profile.md)."),
+        optimize: OptimizeProfile = optimize_option("The optimization profile of the build "
+                                                    "estimated or profiled (speed|size; "
+                                                    "default: build's default)."),
+        float_abi: FloatAbi = typer.Option(None, "--float-abi",
+                                           help="--estimate: describe a build whose float "
+                                                "ABI is this for every file (soft: e.g. your "
+                                                "own PlatformIO project; default: as nanoml "
+                                                "builds it)."),
         project: Path = typer.Option(None, "--project",
                                      help="Project dir to record the measured arena in "
                                           "(default: ./<model>-firmware, the folder "
@@ -68,21 +86,27 @@ def register(app: typer.Typer) -> None:
             if not model.exists():
                 from ..errors import InputError
                 raise InputError(f"{model}: no such file", "pass the path of a .tflite model")
+            if float_abi is not None and not estimate:
+                raise UsageError("--float-abi describes an estimate",
+                                 "add --estimate (a board run measures the build it flashes)")
             if estimate:
                 from ..profile.estimate import estimate as run_estimate
-                result = run_estimate(model, rt.id, b, cpi=cpi, static_memory=rt.static_memory)
+                result = run_estimate(model, rt.id, b, cpi=cpi, static_memory=rt.static_memory,
+                                      optimize=value_of(optimize), float_abi=value_of(float_abi),
+                                      project=project)
             else:
                 from ..profile.run import profile_on_board
                 with show_progress(not json_out) as p:      # build, flash, read (stderr)
                     result = profile_on_board(model, board=b, runtime=rt, runs=runs,
                                               port=port, sim=sim, project=project,
                                               record=not no_record, flash=not no_flash,
-                                              timeout=deadline, on_stage=p.step)
+                                              timeout=deadline, on_stage=p.step,
+                                              optimize=value_of(optimize))
             if report is not None:
                 from ..profile.report import write
                 write(result, report)
             if json_out:
-                emit_json(to_json(result, model, b), "profile/1", result.exit_code)
+                emit_json(to_json(result, model, b), "profile/2", result.exit_code)
             else:
                 _render(result, report)
             if result.exit_code:
@@ -109,6 +133,13 @@ def register(app: typer.Typer) -> None:
         c.print(t)
         for k, v in _summary(result):
             c.print(esc(f"{k}: {v}"))
+        if result.source == "estimate":
+            from .inspect import optimization_lines
+            for line in optimization_lines({"optimizations": result.optimizations}):
+                c.print(line, soft_wrap=True)
+            for p in result.verdict.problems if result.verdict is not None else []:
+                if p.level == "warning":
+                    c.print(f"[yellow]warning:[/] {esc(p.message)}", soft_wrap=True)
         for layer in result.missing:
             c.print(esc(f"not estimated: {layer.index} {layer.op} ({layer.dtype}): {layer.reason}"))
         for n in result.notes:

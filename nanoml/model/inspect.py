@@ -33,6 +33,8 @@ class InspectReport:
     verdict: Verdict
     arena_bytes: int             # the arena `build` would give the firmware (margin included)
     pipeline: object = None      # the stored sensor pipeline (nanoml.pipeline.spec.Pipeline)
+    plan: object = None          # the optimization profile (nanoml.firmware.optimize.OptimizePlan)
+    latency: dict | None = None  # profile.estimate.latency_summary: estimate, optimizations, float
 
     @property
     def problems(self) -> list[dict]:
@@ -86,22 +88,32 @@ class InspectReport:
             "limits": {"flash_bytes": self.board.flash_bytes, "ram_bytes": self.board.ram_bytes},
             "footprint": {"flash": {k: _bounded(v) for k, v in fp.flash_parts.items()},
                           "ram": {k: _bounded(v) for k, v in fp.ram_parts.items()},
-                          "notes": fp.notes, "input": fp.input, "profile": fp.profile},
+                          "notes": fp.notes, "input": fp.input, "profile": fp.profile,
+                          "optimize": fp.optimize},
             "fits": {"flash": fp.fits_flash, "ram": fp.fits_ram},
             "unsupported": self.unsupported,
             "can_run": self.can_run,
             "problems": self.problems,
             "pipeline": self.pipeline.to_json() if self.pipeline is not None else None,
+            "optimize": _plan_json(self.plan),
+            **(self.latency or {"estimate": None, "optimizations": [], "float": None}),
         }
+
+
+def _plan_json(plan) -> dict | None:
+    if plan is None:
+        return None
+    return {"profile": plan.profile, "chosen_by": plan.chosen_by, "float_abi": plan.float_abi,
+            "extra_flash_bytes": plan.extra_flash_bytes, "notes": plan.notes}
 
 
 def inspect_model(path: str, board_id: str | None = None, runtime_id: str | None = None,
                   model: Model | None = None, input_kind: str | None = None,
-                  profile: bool = False) -> InspectReport:
-    """Everything about `path` on a board and runtime; `input_kind`/`profile`: the
-    firmware `build --input K [--profile]` would make (they change the footprint; a
-    given `input_kind` is also checked against the model as `build` does; None: the
-    footprint of `--input serial`, unchecked)."""
+                  profile: bool = False, optimize: str | None = None) -> InspectReport:
+    """Everything about `path` on a board and runtime; `input_kind`/`profile`/`optimize`:
+    the firmware `build --input K [--profile] [--optimize P]` would make (they change the
+    footprint; a given `input_kind` is also checked against the model as `build` does;
+    None: the footprint of `--input serial`, unchecked; build's default profile)."""
     from ..footprint import INPUT_KINDS
     if input_kind is not None and input_kind not in INPUT_KINDS:
         raise UsageError(f"unknown input source '{input_kind}'",
@@ -110,7 +122,29 @@ def inspect_model(path: str, board_id: str | None = None, runtime_id: str | None
     runtime = get_runtime(runtime_id)
     model = model or load(path)
     a = assess(model, board, runtime, input_kind or "serial", profile,
-               check_input=input_kind is not None)
+               check_input=input_kind is not None, optimize=optimize)
+    plan, fp, latency = _latency(model, board, runtime, a, input_kind or "serial", profile,
+                                 optimize)
     from ..pipeline.store import resolve
     return InspectReport(model, board, runtime, a.stats, a.ops, a.unsupported, a.arena,
-                         a.footprint, a.verdict, a.arena_bytes, pipeline=resolve(model))
+                         fp, a.verdict, a.arena_bytes, pipeline=resolve(model), plan=plan,
+                         latency=latency)
+
+
+def _latency(model: Model, board: Board, runtime: Runtime, a, input_kind: str, profile: bool,
+             optimize: str | None):
+    """(OptimizePlan, the chosen profile's footprint, latency_summary) as `build` would
+    choose; the soft-float warning joins the verdict. (None, a.footprint, None) when
+    the footprint is not a real figure."""
+    from ..footprint import for_profile
+    from ..profile.estimate import latency_summary
+    from ..profile.softfloat import problem
+    if not isinstance(a.arena_bytes, int) or a.arena_bytes > MAX_FIGURE:
+        return None, a.footprint, None
+    plan, fp, fps = for_profile(optimize, board, runtime, model, a.arena_bytes, input_kind,
+                                profile)
+    latency = latency_summary(model, board, runtime.id, plan, fps)
+    p = problem(latency["float"])
+    if p is not None:
+        a.verdict.problems.append(p)
+    return plan, fp, latency

@@ -131,10 +131,13 @@ def load_cost_model(runtime_id: str, optimize: str | None = None,
                          f"use --runtime with one of: {', '.join(known)}")
     notes = []
     if not has_cost_model(rid, optimize, float_abi):
-        if float_abi == SOFT:
+        if float_abi == SOFT and optimize != SIZE:
             raise UsageError(f"no soft-float latency model for {rid} with --optimize {optimize}"
                              " (never measured)",
                              "use --optimize size with --float-abi soft, or drop --float-abi")
+        if float_abi == SOFT:
+            raise UsageError(f"no soft-float latency model for {rid} (never measured)",
+                             "drop --float-abi (the estimate of nanoml's build)")
         notes.append(f"no {optimize} build measured for {rid}: nanoml builds it with the size "
                      "profile's flags, and the figures are the size build's")
         optimize = SIZE

@@ -58,19 +58,24 @@ def _op_estimate(cm, sg, op, work) -> tuple[int | None, str, str | None]:
 
 
 def estimate_layers(model: Model, runtime_id: str, clock_hz: int, cpi: float | None = None,
-                    optimize: str | None = None, float_abi: str | None = None):
+                    optimize: str | None = None, float_abi: str | None = None,
+                    per_kernel_abi: bool = False):
     """([LayerProfile], total instructions, cpi, notes) for the main subgraph, for the
-    build of `optimize` (None: size) and `float_abi` (None: the FPU).
+    build of `optimize` (None: size) and `float_abi` (None: the FPU). `per_kernel_abi`:
+    as nanoml's generated project builds it, each kernel with the float ABI measured
+    best for it (nanoml.firmware.optimize): a kernel built soft gets the soft-float
+    table of the profile when there is one.
 
     Ops with no figure (basis "unmeasured" or "out_of_range": instructions None,
     cycles 0) add nothing to the total, which is then a lower bound."""
     cm = load_cost_model(runtime_id, optimize, float_abi)
+    soft = _soft_kernels(model, runtime_id, cm) if per_kernel_abi and float_abi is None else {}
     cpi = cm.cpi if cpi is None else cpi
     sg = model.main
     layers, per_op, notes = [], [], []
     for op in sg.operators:
         work = operator_work(sg, op)
-        instr, basis, reason = _op_estimate(cm, sg, op, work)
+        instr, basis, reason = _op_estimate(soft.get(op.index, cm), sg, op, work)
         if instr is not None:
             per_op.append(instr)
         cycles = instr * cpi if instr is not None else 0.0
@@ -94,58 +99,87 @@ def estimate_layers(model: Model, runtime_id: str, clock_hz: int, cpi: float | N
     return layers, total, cpi, notes
 
 
+def _soft_kernels(model: Model, runtime_id: str, cm) -> dict:
+    """{operator index: soft-float table} for the ops nanoml's project builds with
+    -mfloat-abi=soft, when this profile has a soft-float table (else {})."""
+    from .costmodel import has_cost_model
+    if not has_cost_model(cm.id, cm.optimize, SOFT):
+        return {}
+    from ..firmware import optimize
+    table = optimize.load_table(cm.id)
+    soft = load_cost_model(runtime_id, cm.optimize, SOFT)
+    sg = model.main
+    out = {}
+    for op in sg.operators:
+        types = [sg.tensors[i].dtype for i in list(op.inputs) + list(op.outputs)
+                 if 0 <= i < len(sg.tensors)]
+        dtype = "float32" if "float32" in types else (types[0] if types else "")
+        if optimize.op_float_abi(table, op.op, dtype) == SOFT:
+            out[op.index] = soft
+    return out
+
+
 EXIT_INCOMPLETE = 5    # the estimate misses operators (docs/profile.md)
 
 
 def estimate(model_path: str | Path, runtime_id: str, board, cpi: float | None = None,
              static_memory: bool = True, optimize: str | None = None,
              float_abi: str | None = None, project: Path | None = None) -> ProfileResult:
-    """The estimate of `model_path` on `board` for the build of `optimize` (None: the
-    default profile, nanoml.firmware.optimize) and `float_abi` (None: nanoml's FPU
-    build; "soft": a -mfloat-abi=soft build); arena, footprint and the verdict come
-    from nanoml.model.verdict.assess (the runtime profile says whether its library is
-    built with static memory, so `static_memory` is no longer needed). `project`: where
-    a board run recorded its CPI (default: the folder `build` uses)."""
+    """The estimate of `model_path` on `board` for the build of `optimize` (None: build's
+    default, nanoml.footprint.for_profile) and `float_abi` (None: as nanoml's project
+    builds it, each kernel with its measured best ABI; "soft": a -mfloat-abi=soft build,
+    e.g. a user's own PlatformIO project); arena, footprint and the verdict come from
+    nanoml.model.verdict.assess (the runtime profile says whether its library is built
+    with static memory, so `static_memory` is no longer needed). `project`: where a board
+    run recorded its CPI (default: the folder `build` uses)."""
     model = load(model_path)
     res = ProfileResult(source="estimate", model=str(model_path), board=board.id,
                         runtime=runtime_id, clock_hz=board.clock_hz, layers=[],
                         latency=Latency.estimated(0.0, False))
-    arena_bytes = _assess(res, model, board, runtime_id, optimize)
-    chosen, why = choose_optimize(optimize, model, board, runtime_id, arena_bytes)
+    plan, fps = _assess(res, model, board, runtime_id, optimize)
+    chosen = plan.profile if plan is not None else (optimize or SIZE)
     cm = load_cost_model(runtime_id, chosen, float_abi)
     cpi, cpi_source = _cpi(cpi, cm, model, board, runtime_id, chosen, model_path, project)
     layers, total, cpi, notes = estimate_layers(model, runtime_id, board.clock_hz, cpi,
-                                                chosen, float_abi)
+                                                chosen, float_abi, per_kernel_abi=True)
     cycles = total * cpi
     res.layers, res.instructions, res.cpi, res.total_cycles = layers, total, cpi, cycles
     res.latency = Latency.estimated(cycles / board.clock_hz * 1000.0,
                                     lower_bound=any(not x.estimated for x in layers))
-    res.notes[:0] = notes
-    res.build = {**cm.build(), "cpi": cpi, "cpi_source": cpi_source, "choice": why}
-    res.optimizations = optimization_rows(model, board, runtime_id, arena_bytes, cpi)
-    if optimize is None and arena_bytes is not None:
-        # the default chose speed only if it fits: the size verdict holds, the flash is speed's
-        res.flash_bytes = next(r["flash_bytes"] for r in res.optimizations if r["optimize"] == chosen)
+    res.notes[:0] = notes + (plan.notes if plan is not None else [])
+    res.build = build_description(cm, plan, float_abi, cpi, cpi_source)
+    res.optimizations = optimization_rows(model, board, runtime_id, fps, cpi)
     _soft_float(res, model, runtime_id, board.clock_hz, float_abi)
     _pipeline_budget(res, model, total, cpi, board.clock_hz)
     res.exit_code = estimate_exit_code(res)
     return res.finalize()
 
 
-def choose_optimize(requested: str | None, model: Model, board, runtime_id: str,
-                    arena_bytes: int | None, input_kind: str = "serial",
-                    profile: bool = False) -> tuple[str, str]:
-    """(optimization profile, why): the one asked for, else build's default
-    (nanoml.firmware.optimize: speed when the firmware still fits, else size)."""
-    if requested:
-        return requested, "--optimize"
-    try:
-        from ..firmware.optimize import default_profile
-    except ImportError:
-        return SIZE, "default"
-    from ..runtimes import get_runtime
-    return default_profile(model, board, get_runtime(runtime_id), arena_bytes,
-                           input_kind=input_kind, profile=profile)
+def build_description(cm, plan, float_abi: str | None, cpi: float, cpi_source: str) -> dict:
+    """The estimate's `build`: the profile, its flags and float ABI, the runtime, the
+    latency tables used, the CPI and where it comes from, and how the profile was chosen."""
+    d = {**cm.build(), "cpi": cpi, "cpi_source": cpi_source,
+         "chosen_by": plan.chosen_by if plan is not None else "option"}
+    if float_abi is None and plan is not None:
+        d["float_abi"] = plan.float_abi     # the build's (kernels may have their own)
+    return d
+
+
+def latency_summary(model: Model, board, runtime_id: str, plan, footprints: dict) -> dict:
+    """What `inspect` reports of the latency model: the estimate of the profile `plan`
+    chose (`estimate`: instructions, ms, lower_bound, build), the profiles side by side
+    (`optimizations`) and the float share (`float`), at the tables' CPI."""
+    from .softfloat import soft_float
+    chosen = plan.profile if plan is not None else SIZE
+    cm = load_cost_model(runtime_id, chosen)
+    layers, total, cpi, _ = estimate_layers(model, runtime_id, board.clock_hz, None, chosen,
+                                            per_kernel_abi=True)
+    return {"estimate": {"instructions": total,
+                         "ms": round(total * cpi / board.clock_hz * 1000.0, 4),
+                         "lower_bound": any(not x.estimated for x in layers),
+                         "build": build_description(cm, plan, None, cpi, cm.cpi_source)},
+            "optimizations": optimization_rows(model, board, runtime_id, footprints),
+            "float": soft_float(model, layers, total, runtime_id, board.clock_hz)}
 
 
 def _cpi(cli_cpi, cm, model: Model, board, runtime_id: str, optimize: str, model_path,
@@ -159,20 +193,19 @@ def _cpi(cli_cpi, cm, model: Model, board, runtime_id: str, optimize: str, model
     return choose_cpi(cli_cpi, rec, cm.cpi, cm.cpi_source, proj / CPI_FILE)
 
 
-def optimization_rows(model: Model, board, runtime_id: str, arena_bytes: int | None,
-                      cpi: float | None = None, input_kind: str = "serial",
-                      profile: bool = False) -> list[dict]:
-    """The optimization profiles side by side: instructions, ms (at `cpi`, else each
-    table's), flash and whether it fits, for each profile (FPU builds)."""
-    from ..footprint import estimate as footprint
-    from ..runtimes import get_runtime
-    rt = get_runtime(runtime_id)
+def optimization_rows(model: Model, board, runtime_id: str, footprints: dict,
+                      cpi: float | None = None) -> list[dict]:
+    """The optimization profiles this runtime builds, side by side (nanoml's builds):
+    instructions, ms (at `cpi`, else each table's), flash and fit from `footprints`
+    ({profile: Footprint}, nanoml.footprint.for_profile; {}: no flash figures)."""
     rows = []
     for opt in (SPEED, SIZE):
+        if footprints and opt not in footprints:
+            continue
         cm = load_cost_model(runtime_id, opt)
-        layers, total, c, _ = estimate_layers(model, runtime_id, board.clock_hz, cpi, opt)
-        fp = footprint(board, rt, model, arena_bytes, input_kind, profile, opt) \
-            if arena_bytes is not None else None
+        layers, total, c, _ = estimate_layers(model, runtime_id, board.clock_hz, cpi, opt,
+                                              per_kernel_abi=True)
+        fp = footprints.get(opt)
         rows.append({"optimize": opt, "measured": cm.optimize == opt, "flags": list(cm.flags),
                      "instructions": total, "ms": round(total * c / board.clock_hz * 1000.0, 4),
                      "lower_bound": any(not x.estimated for x in layers),
@@ -184,12 +217,11 @@ def optimization_rows(model: Model, board, runtime_id: str, arena_bytes: int | N
 def _soft_float(res: ProfileResult, model: Model, runtime_id: str, clock_hz: int,
                 float_abi: str | None) -> None:
     """The float share and, for a float-heavy model on an FPU build, the warning."""
-    from .softfloat import soft_float, warning
+    from .softfloat import problem, soft_float
     res.float_info = soft_float(model, res.layers, res.instructions, runtime_id, clock_hz)
-    text = warning(res.float_info) if float_abi != SOFT else None
-    if text and res.verdict is not None:
-        from ..model.verdict import Problem
-        res.verdict.problems.append(Problem("warning", "soft_float", text))
+    p = problem(res.float_info) if float_abi != SOFT else None
+    if p is not None and res.verdict is not None:
+        res.verdict.problems.append(p)
 
 
 def _pipeline_budget(res: ProfileResult, model: Model, total: int, cpi: float,
@@ -222,20 +254,25 @@ def estimate_exit_code(res: ProfileResult) -> int:
 
 
 def _assess(res: ProfileResult, model: Model, board, runtime_id: str,
-            optimize: str | None = None) -> int | None:
+            optimize: str | None = None):
     """Arena, footprint and the verdict (can it run: ops, hybrid ops, dtypes, fit,
-    TFLM's own check) into `res`; the firmware's arena (None when not known)."""
+    TFLM's own check) into `res`, for the optimization profile build would choose;
+    (its OptimizePlan, {profile: Footprint}), or (None, {}) when not known."""
+    from ..footprint import for_profile
     from ..model.verdict import assess
     from ..runtimes import get_runtime
+    rt = get_runtime(runtime_id)
     try:
-        a = assess(model, board, get_runtime(runtime_id), optimize=optimize)
+        a = assess(model, board, rt, optimize=optimize)
     except Exception as e:  # noqa: BLE001 - the latency estimate stays useful without it
         res.notes.append(f"arena, footprint and whether the model runs are not known "
                          f"({type(e).__name__}: {e})")
-        return None
+        return None, {}
+    plan, fp, fps = for_profile(optimize, board, rt, model, a.arena_bytes)
+    a.footprint = fp       # the default chose speed only if it fits: the size verdict holds
     res.verdict = a.verdict
     res.arena_min_bytes = int(a.arena["min_bytes"])
     res.arena_used_bytes = int(a.arena["used_bytes"])
     res.flash_bytes, res.ram_bytes = a.footprint.flash_bytes, a.footprint.ram_bytes
     res.notes.append("flash/RAM: inspect's footprint estimate (no build)")
-    return a.arena_bytes
+    return plan, fps

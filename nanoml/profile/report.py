@@ -30,7 +30,12 @@ def _summary(r: ProfileResult) -> list[tuple[str, str]]:
         else:
             rows.append(("latency", f"{lat.mean:.3f} ms (estimate)"))
             rows.append(("instructions", f"{r.instructions:,}"))
-        rows.append(("CPI", f"{r.cpi:g}"))
+        b = r.build or {}
+        if b:
+            rows.append(("build", f"{b['optimize']} profile ({b.get('chosen_by', 'option')}): "
+                                  f"{' '.join(b['flags'])}, float ABI {b['float_abi']}, "
+                                  f"latency table {b['coefficients']}"))
+        rows.append(("CPI", f"{r.cpi:g}" + (f" ({b['cpi_source']})" if b.get("cpi_source") else "")))
     else:
         rows.append(("latency", f"mean {lat.mean:.3f} ms, p50 {lat.p50:.3f} ms, "
                                 f"p99 {lat.p99:.3f} ms over {lat.runs} runs"))
@@ -112,20 +117,31 @@ def to_html(r: ProfileResult) -> str:
     summary = "".join(f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _summary(r))
     notes = "".join(f"<li>{e(n)}</li>" for n in r.notes)
     errors = "".join(f"<li>{e(m)}</li>" for m in r.errors)
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
-            f"<title>nanoml profile: {e(r.model)}</title><style>{_CSS}</style></head><body>"
+    return html_document(
+            f"nanoml profile: {r.model}",
             f"<h1>nanoml profile</h1><table>{summary}</table>"
             "<h2>Per operator</h2><table><tr><th>#</th><th>op</th><th>output shape</th>"
             "<th>MACs</th><th>cycles</th><th>ms</th><th>%</th><th>cycles/MAC</th>"
             f"<th>time</th></tr>{''.join(rows)}</table>"
             + (f"<h2>Cannot run on the board</h2><ul>{errors}</ul>" if errors else "")
-            + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "")
-            + "</body></html>\n")
+            + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
+
+
+def html_document(title: str, body: str) -> str:
+    """A self-contained page (inline CSS, no scripts) around `body` (HTML)."""
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+            f"{body}</body></html>\n")
+
+
+def is_html(path) -> bool:
+    """A report file name that asks for HTML (.html/.htm); anything else is Markdown."""
+    return str(path).lower().endswith((".html", ".htm"))
 
 
 def render(r: ProfileResult, path: str) -> str:
     """Report text for a file name: .html/.htm -> HTML, anything else -> Markdown."""
-    return to_html(r) if path.lower().endswith((".html", ".htm")) else to_markdown(r)
+    return to_html(r) if is_html(path) else to_markdown(r)
 
 
 def write(r: ProfileResult, path) -> None:

@@ -110,9 +110,10 @@ def _footprint_estimate(model_path: Path, board, runtime) -> tuple[int | None, i
 def profile_on_board(model: Path, board, runtime, runs: int = 20, port: str | None = None,
                      sim: bool = False, project: Path | None = None, record: bool = True,
                      flash: bool = True, timeout: "float | Deadline" = DEFAULT_TIMEOUT,
-                     on_stage=None) -> ProfileResult:
+                     on_stage=None, optimize: str | None = None) -> ProfileResult:
     """`timeout` bounds the whole sim run (start-up, arena probes, runs) and the
-    device run's read."""
+    device run's read. `optimize`: the optimization profile of the profiling firmware
+    (None: build's default; with flash=False, the profile the board is assumed to run)."""
     deadline = Deadline.of(timeout)
     model_path = Path(model)
     m = load(model_path)
@@ -129,7 +130,8 @@ def profile_on_board(model: Path, board, runtime, runs: int = 20, port: str | No
         flash_bytes = ram_bytes = None
         if flash:
             stage("building and flashing the profiling firmware")
-            flash_bytes, ram_bytes, port = _build_and_flash(model_path, board, runtime, port)
+            flash_bytes, ram_bytes, port, optimize = _build_and_flash(model_path, board, runtime,
+                                                                      port, optimize)
         if not port:
             from ..serial.ports import find_board_port
             port = find_board_port(board).device
@@ -139,28 +141,45 @@ def profile_on_board(model: Path, board, runtime, runs: int = 20, port: str | No
         res.flash_bytes, res.ram_bytes = flash_bytes, ram_bytes
         if run.sim:
             res.source = "sim"
-    _cpi_note(res, m, runtime.id, board)
+    instr = _cpi_note(res, m, runtime.id, board, optimize or "size")
     if record:
         _record(res, m, project, model_path)
+        if instr:
+            _record_cpi(res, m, project, model_path, optimize or "size", instr)
     return res
 
 
-def _cpi_note(res: ProfileResult, model: Model, runtime_id: str, board) -> None:
-    """Measured cycles over the latency model's instructions: the CPI the estimate
-    should use (device runs; the sim's cycles come from the model itself)."""
+def _cpi_note(res: ProfileResult, model: Model, runtime_id: str, board,
+              optimize: str) -> int | None:
+    """Measured cycles over the latency model's instructions for the same build: the
+    CPI the estimate should use (device runs; the sim's cycles come from the model
+    itself). The estimated instructions, when every operator has a figure."""
     if res.source != "device" or not res.total_cycles:
-        return
+        return None
     try:
         from .estimate import estimate_layers
-        layers, instr, prior, _ = estimate_layers(model, runtime_id, board.clock_hz)
+        layers, instr, prior, _ = estimate_layers(model, runtime_id, board.clock_hz,
+                                                  optimize=optimize, per_kernel_abi=True)
     except Exception:  # noqa: BLE001 - a note, not a result
-        return
+        return None
     if any(not layer.estimated for layer in layers):   # instr is then a lower bound
         res.notes.append("no CPI figure: the latency model has no measured coefficients "
                          "for some of these operators (see `profile --estimate`)")
-    elif instr > 0:
-        res.notes.append(f"measured cycles / estimated instructions = "
-                         f"{res.total_cycles / instr:.3f} (the estimate assumes CPI {prior:g})")
+        return None
+    if instr <= 0:
+        return None
+    res.notes.append(f"measured cycles / estimated instructions = "
+                     f"{res.total_cycles / instr:.3f} ({optimize} build; the estimate assumes "
+                     f"CPI {prior:g}; recorded for `profile --estimate` unless --no-record)")
+    return instr
+
+
+def _record_cpi(res: ProfileResult, model: Model, project: Path | None, model_path: Path,
+                optimize: str, instr: int) -> None:
+    from .cpi import record_cpi
+    proj = project or default_project_dir(model_path)
+    p = record_cpi(proj, model.sha256, res.runtime, res.board, optimize, res.total_cycles, instr)
+    res.notes.append(f"CPI recorded in {p}")
 
 
 def _read_device(port: str, model: Model, runs: int, timeout: float) -> DeviceRun:
@@ -173,14 +192,16 @@ def _read_device(port: str, model: Model, runs: int, timeout: float) -> DeviceRu
         ser.close()
 
 
-def _build_and_flash(model_path: Path, board, runtime, port: str | None):
-    """(flash bytes, RAM bytes, port) after building and uploading the profiling firmware."""
+def _build_and_flash(model_path: Path, board, runtime, port: str | None,
+                     optimize: str | None = None):
+    """(flash bytes, RAM bytes, port, optimization profile built) after building and
+    uploading the profiling firmware."""
     from .. import progress
     from ..firmware.build import BuildOptions
     from ..firmware.upload import FlashOptions, flash
     out = Path.cwd() / f"{model_path.stem}-profile"
     bopts = BuildOptions(model=model_path, board=board.id, runtime=runtime.id,
-                         input="synthetic", out=out, profile=True)
+                         input="synthetic", out=out, profile=True, optimize=optimize)
     res = flash(FlashOptions(target=model_path, port=port, board=board.id, build=bopts),
                 on_line=progress.line, on_stage=progress.report)
     if not res.ok:
@@ -191,5 +212,7 @@ def _build_and_flash(model_path: Path, board, runtime, port: str | None):
                           exit_code=res.exit_code)
     usage = res.build.usage if res.build else {}
     fl, ram = usage.get("Flash"), usage.get("RAM")
-    return (fl.used if fl else None, ram.used if ram else None, res.plan.port.device)
+    plan = res.generated.spec.optimize if res.generated is not None else None
+    return (fl.used if fl else None, ram.used if ram else None, res.plan.port.device,
+            plan.profile if plan is not None else optimize)
 

@@ -74,3 +74,12 @@ def warning(info: dict) -> str | None:
             "that computes floats in software (e.g. your own PlatformIO project for this "
             "board: PlatformIO's mbed builder appends -mfloat-abi=soft) " + cost
             + "; nanoml's generated project runs them on the FPU")
+
+
+def problem(info: dict):
+    """The verdict's `soft_float` warning (nanoml.model.verdict.Problem), or None."""
+    text = warning(info)
+    if text is None:
+        return None
+    from ..model.verdict import Problem
+    return Problem("warning", "soft_float", text)
