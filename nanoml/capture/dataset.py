@@ -48,8 +48,8 @@ def is_dataset(folder: Path) -> bool:
 
 
 def dataset_clips(folder: Path, sensor: str = "mic") -> tuple[list[DatasetClip], Skipped]:
-    """Every clean take of `sensor` in the dataset `folder`, sorted by label then
-    take number (the manifest's order within a label)."""
+    """Every clean take of `sensor` in the dataset `folder`, sorted by label
+    folder, then take number (other files after the numbered ones)."""
     folder = Path(folder)
     entries, bad = read_manifest(folder)
     skipped = Skipped(unreadable_lines=bad)
@@ -81,10 +81,11 @@ def dataset_clips(folder: Path, sensor: str = "mic") -> tuple[list[DatasetClip],
 
 
 def _take_order(p: Path):
-    """label.10.wav after label.9.wav (numbers compared as numbers)."""
+    """label.10.wav after label.9.wav (numbers compared as numbers); files not
+    numbered that way after them, by name."""
     parts = p.name.split(".")
-    num = int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else -1
-    return (str(p.parent), num, p.name)
+    numbered = len(parts) >= 3 and parts[-2].isdigit()
+    return (str(p.parent), not numbered, int(parts[-2]) if numbered else 0, p.name)
 
 
 def labelled_inputs(inputs) -> tuple[list[Path], list[str | None]]:
