@@ -7,20 +7,21 @@ from pathlib import Path
 import typer
 
 from ._common import (BOARD_OPTION, FINITE, JSON_OPTION, SIM_OPTION, console, emit_json, esc,
-                      handle_errors, latency_ms, limit_option, model_ref, port_option,
-                      show_progress, timeout_option)
+                      handle_errors, latency_ms, layers_option, limit_option, model_ref,
+                      port_option, show_progress, timeout_option)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("validate")
     def validate_cmd(
         model: Path = typer.Argument(..., help="The .tflite model the board runs."),
-        inputs: Path = typer.Option(..., "--inputs",
+        inputs: Path = typer.Option(None, "--inputs",
                                     help="Inputs: .npy (N, *input_shape), or .npz (one array "
                                          "per input; float data is quantized for int8 inputs), "
                                          "or a folder DIR/<label>/*.wav of labelled clips "
                                          "(through the model's audio pipeline: accuracy, "
-                                         "confusion)."),
+                                         "confusion). Required, except with --layers "
+                                         "(default there: the protocol's synthetic input)."),
         port: str = port_option(),
         sim: bool = SIM_OPTION,
         atol: float = typer.Option(None, "--atol", callback=FINITE,
@@ -35,6 +36,23 @@ def register(app: typer.Typer) -> None:
         min_accuracy: float = typer.Option(None, "--min-accuracy", callback=FINITE,
                                            help="With --inputs DIR: smallest allowed accuracy "
                                                 "on the labelled clips (0..1; default: none)."),
+        layers: bool = layers_option("Compare every operator's output (needs the layer-dump "
+                                     "firmware, or --sim): the first layer beyond tolerance "
+                                     "and its likely cause."),
+        reference: str = typer.Option("tflm", "--reference",
+                                      help="With --layers: the reference interpreter, tflm "
+                                           "(TFLM's host interpreter) or tflite (TensorFlow "
+                                           "Lite's)."),
+        tolerance_lsb: int = typer.Option(None, "--tolerance-lsb",
+                                          help="With --layers: largest allowed difference of a "
+                                               "quantized tensor in output steps (default 1)."),
+        tolerance_rel: float = typer.Option(None, "--tolerance-rel", callback=FINITE,
+                                            help="With --layers: largest allowed difference of "
+                                                 "a float tensor, relative to its largest "
+                                                 "reference value (default 1e-4)."),
+        report: Path = typer.Option(None, "--report",
+                                    help="With --layers: also write a report, FILE.md or "
+                                         "FILE.html."),
         board: str = BOARD_OPTION,
         timeout: float = timeout_option(30.0, "exit 1 when it passes"),
         json_out: bool = JSON_OPTION,
@@ -54,6 +72,15 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"--min-accuracy must be between 0 and 1, got {min_accuracy}")
             if not model.exists():
                 raise InputError(f"{model}: no such file", "pass the path of a .tflite model")
+            if layers:
+                _layers(model, inputs, port, sim, limit, board, reference, tolerance_lsb,
+                        tolerance_rel, report, timeout, deadline, labels, min_accuracy, json_out)
+            if report is not None or tolerance_lsb is not None or tolerance_rel is not None \
+                    or reference != "tflm":
+                raise UsageError("--report, --reference and --tolerance-* go with --layers")
+            if inputs is None:
+                raise UsageError("--inputs is required (without --layers)",
+                                 "pass --inputs X.npy|X.npz|DIR, or compare layers: --layers")
             with show_progress(not json_out):
                 res = validate(model, inputs, port=port, sim=sim, atol=atol, min_top1=min_top1,
                                limit=limit, board_id=board, frame_timeout=timeout,
@@ -65,6 +92,61 @@ def register(app: typer.Typer) -> None:
             else:
                 _render(res)
             raise typer.Exit(res.exit_code)
+
+    def _layers(model, inputs, port, sim, limit, board, reference, tolerance_lsb, tolerance_rel,
+                report, timeout, deadline, labels, min_accuracy, json_out) -> None:
+        from ..errors import UsageError
+        from ..validate.layers_run import check_tolerance, validate_layers
+        if min_accuracy is not None:
+            raise UsageError("--min-accuracy does not go with --layers")
+        tol = check_tolerance(tolerance_lsb, tolerance_rel)
+        if report is not None:
+            if report.suffix.lower() not in (".md", ".html", ".htm"):
+                raise UsageError(f"--report {report}: unknown report type",
+                                 "use FILE.md or FILE.html")
+            from ..atomic import check_output_file
+            check_output_file(report, "report")
+        with show_progress(not json_out):
+            res = validate_layers(model, inputs, port=port, sim=sim, limit=limit, board_id=board,
+                                  reference=reference, tolerance=tol, frame_timeout=timeout,
+                                  deadline=deadline,
+                                  labels=[x.strip() for x in labels.split(",")] if labels
+                                  else None)
+        if report is not None:
+            from ..validate.layers_report import write
+            write(res, report)
+        if json_out:
+            doc = res.to_json()
+            doc["model"] = model_ref(model)
+            emit_json(doc, "validate-layers/1", res.exit_code)
+        else:
+            _render_layers(res, report)
+        raise typer.Exit(res.exit_code)
+
+    def _render_layers(res, report) -> None:
+        from rich.table import Table
+        from ..validate.layers_report import cells, summary
+        c = console()
+        for k, v in summary(res):
+            c.print(f"{k:<16} {esc(v)}", soft_wrap=True)
+        t = Table(show_edge=False)
+        for name in ("#", "op", "output", "dtype", "LSB", "real", "rel", "input", ""):
+            t.add_column(name, justify="right" if name in ("#", "LSB", "real", "rel", "input")
+                         else "left", overflow="fold")
+        for row in res.rows:
+            lsb, real, rel, verdict = cells(row)
+            first = res.first is not None and res.first.index == row.index
+            t.add_row(str(row.index), esc(row.op), "x".join(map(str, row.shape)), row.dtype, lsb,
+                      real, rel, "-" if row.input is None else str(row.input),
+                      esc(verdict + (" <- first divergent" if first else "")),
+                      style="bold red" if first else None)
+        c.print(t)
+        for n in res.notes:
+            c.print(f"note: {esc(n)}", soft_wrap=True)
+        if report is not None:
+            c.print(f"report written to {esc(report)}", soft_wrap=True)
+        c.print("PASS: every layer within tolerance" if res.passed else
+                "FAIL: a layer is beyond tolerance")
 
     def _json(res, model: Path) -> dict:
         doc = res.to_json()

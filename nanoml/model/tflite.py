@@ -668,6 +668,23 @@ def _parse(data: bytes, path: str) -> Model:
                  offline_plan=plan, warnings=warnings)
 
 
+def constant_offset(model: Model, t: Tensor) -> int | None:
+    """Byte offset of constant tensor `t`'s data in `model.raw` (None for an
+    activation): where a test or tool may patch that tensor's bytes in a copy."""
+    if t.data is None or not len(t.data):
+        return None
+    raw = memoryview(model.raw)
+    start = _address(t.data) - _address(raw)
+    if not 0 <= start <= len(raw) - len(t.data):
+        return None
+    return start
+
+
+def _address(view: memoryview) -> int:
+    import numpy as np
+    return int(np.frombuffer(view, dtype=np.uint8).ctypes.data)
+
+
 def load_bytes(data: bytes, path: str = "<bytes>") -> Model:
     try:
         return _parse(data, path)
