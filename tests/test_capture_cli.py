@@ -424,6 +424,9 @@ def test_features_reads_the_dataset_with_its_labels(tmp_path):
     assert y["classes"] == ["no", "yes"] and y["y"] == [0, 1, 1, 1, 1]
     d = json.loads(r.stdout)
     assert [f["label"] for f in d["files"]] == ["no", "yes", "yes", "yes", "yes"]
+    assert d["classes"] == ["no", "yes"] and d["labels_out"] == str(tmp_path / "y.json")
+    from test_json_schema import check, schema
+    check(d, schema("features/1"), "features of a dataset")
     m = load(model)
     want = clip_features([Path(f) for f in y["files"]], model_pipeline(m),
                          m.input_tensors[0].shape).array

@@ -155,7 +155,8 @@ def test_the_tables_parse_and_name_their_schema():
     s = schemas()
     assert {"envelope", "error/1", "inspect/2", "boards/1", "build/1", "profile/2",
             "validate/1", "monitor/1 summary", "sim/1 start", "sim/1 summary",
-            "convert/1", "flash/1", "ports/1", "features/1"} <= set(s)
+            "convert/1", "flash/1", "ports/1", "features/1", "capture/1 record",
+            "capture/1 export"} <= set(s)
 
 
 @pytest.mark.parametrize("args, name", [
@@ -205,6 +206,36 @@ def test_sim_start_and_summary():
     assert rc == 0 and len(docs) == 2
     check(docs[0], schema("sim/1 start"), "sim start line")
     check(docs[1], schema("sim/1 summary"), "sim summary line")
+
+
+def test_capture_record_and_export(tmp_path):
+    """capture --sim (a WAV source, and a fake board that drops frames: the gap keys
+    filled), then --export edge-impulse."""
+    import wave
+
+    from capture_fakes import start_fake_board
+    src = tmp_path / "s.wav"
+    with wave.open(str(src), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(range(256)) * 250)
+    out = tmp_path / "data"
+    d = only(["capture", "--sim", "--source", src, "--label", "a", "--count", 2, "--length", "0.5",
+              "--out", out, "--countdown", 0, "--fast"])
+    assert d["schema"] == "capture/1" and d["ok"] is True and len(d["takes"]) == 2
+    check(d, schema("capture/1 record"), "capture --sim")
+    fake = start_fake_board("drop", source=src, sensor="mic", after_takes=0, lines=(1,))
+    try:
+        d = only(["capture", "--port", fake.port, "--label", "b", "--length", "0.5", "--out", out,
+                  "--countdown", 0])
+    finally:
+        fake.stop()
+    assert d["exit_code"] == 1 and d["takes"][0]["gaps"] > 0
+    check(d, schema("capture/1 record"), "capture with gaps")
+    d = only(["capture", "--export", "edge-impulse", "--out", out])
+    assert d["ok"] is True and len(d["files"]) == 2
+    check(d, schema("capture/1 export"), "capture --export")
 
 
 def test_errors():
