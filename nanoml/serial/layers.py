@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass, field
 
 from ..errors import InputError, NanomlError, UsageError
-from .protocol import LAYER_CHUNK_BYTES, Corrupt, Message, crc32
+from .protocol import (INT_MIN, LAYER_CHUNK_BYTES, MAX_LINE_LENGTH, UINT_MAX, Corrupt,
+                       Message, crc32, encode_line)
 
 LAYER_TYPES = ("lay", "lch", "lend")
 # `lay why=` tokens: the output exists but has no values the device can send
@@ -109,6 +110,25 @@ def supports_layers(hello: dict | None) -> bool:
 
 def chunk_count(nbytes: int) -> int:
     return -(-nbytes // LAYER_CHUNK_BYTES)
+
+
+def header_line_bytes(name: str, dtype: str, shape) -> int:
+    """Line buffer (bytes, NUL included) a device needs for the longest `lay`
+    header of an output: the largest numbers in every numeric field."""
+    line = encode_line("lay", {"frame": UINT_MAX, "i": UINT_MAX, "o": UINT_MAX, "op": name,
+                               "t": INT_MIN, "dtype": dtype, "shape": list(shape),
+                               "bytes": UINT_MAX, "chunks": UINT_MAX, "crc": UINT_MAX,
+                               "scale": -1.23457e-30, "zp": INT_MIN})
+    return len(line) + 1
+
+
+def layer_line_bytes(model) -> int:
+    """Line buffer a layer-dump firmware needs for `model`: its longest `lay`
+    header, and never less than MAX_LINE_LENGTH (an `lch` chunk line fits that)."""
+    main = model.main
+    need = [header_line_bytes(op.display_name, main.tensors[t].dtype, main.tensors[t].shape)
+            for op in main.operators for t in op.outputs if t >= 0]
+    return max([MAX_LINE_LENGTH, *need])
 
 
 def unreadable_outputs(model) -> list[tuple[int, str, int, str]]:

@@ -255,12 +255,38 @@ class LineWriter {
     }
   }
 
+  // Bytes as upper-case hex digits, 2 per byte (a `hexbytes` value: layer chunks).
+  void field_hex(const char* key, const uint8_t* data, size_t n) {
+    key_eq(key);
+    for (size_t i = 0; i < n; ++i) {
+      put_char(detail::kHexUpper[data[i] >> 4]);
+      put_char(detail::kHexUpper[data[i] & 0xF]);
+    }
+  }
+
   // Comma-separated list of text items, each percent-encoded.
   void field_list(const char* key, const char* const* items, size_t n) {
     key_eq(key);
     for (size_t i = 0; i < n; ++i) {
       if (i) put_char(',');
       put_escaped(items[i]);
+    }
+  }
+
+  // Bytes as base64 without padding (a `b64` value: raw sample frames).
+  void field_b64(const char* key, const uint8_t* data, size_t n) {
+    static const char kB64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    key_eq(key);
+    for (size_t i = 0; i < n; i += 3) {
+      const uint32_t b0 = data[i];
+      const uint32_t b1 = i + 1 < n ? data[i + 1] : 0u;
+      const uint32_t b2 = i + 2 < n ? data[i + 2] : 0u;
+      const uint32_t v = (b0 << 16) | (b1 << 8) | b2;
+      put_char(kB64[(v >> 18) & 63u]);
+      put_char(kB64[(v >> 12) & 63u]);
+      if (i + 1 < n) put_char(kB64[(v >> 6) & 63u]);
+      if (i + 2 < n) put_char(kB64[v & 63u]);
     }
   }
 
@@ -566,6 +592,292 @@ class FrameParser {
   uint16_t rx_crc_;
   const char* reason_;
 };
+
+// ---------------------------------------------------------------------------
+// Raw sample capture (docs/protocol.md "Capture"; the Python twin of the
+// command parser is nanoml/serial/commands.py, tests/test_capture_protocol.py
+// compares them on the same random streams).
+//
+// Host -> device commands, short lines (kMaxCommandLine bytes with "\r\n"),
+// fields in any order, each once, all required:
+//     ~nm cap seq=<u> sensor=<mic|imu> rate=<u> ch=<u> n=<u>*CCCC
+//     ~nm stop seq=<u>*CCCC
+//     ~nm dwin seq=<u> on=<0|1>*CCCC
+// Device -> host: cack (answer), cst (take start), smp (samples), cend.
+constexpr size_t kMaxCommandLine = 96;
+constexpr size_t kSmpMicBytes = 240;   // 120 int16 samples per full frame
+constexpr size_t kSmpImuBytes = 144;   // 12, 6 or 4 samples of 3, 6 or 9 float32 channels
+
+// Refusal tokens (the `why=` of "cack ok=0").
+constexpr char kCapWhySensor[] = "sensor";
+constexpr char kCapWhyRate[] = "rate";
+constexpr char kCapWhyCh[] = "ch";
+constexpr char kCapWhyBusy[] = "busy";
+constexpr char kCapWhyIdle[] = "idle";
+constexpr char kCapWhyCrc[] = "crc";
+constexpr char kCapWhySyntax[] = "syntax";
+
+enum CommandType { kCmdNone = 0, kCmdCap = 1, kCmdStop = 2, kCmdDwin = 3 };
+enum SensorId { kSensorNone = 0, kSensorMic = 1, kSensorImu = 2 };
+
+struct Command {
+  int type;        // CommandType
+  uint32_t seq;
+  int sensor;      // SensorId (cap)
+  uint32_t rate;   // cap
+  uint32_t ch;     // cap
+  uint32_t n;      // cap: samples, 0 = until stop
+  bool on;         // dwin
+};
+
+// kNone: nothing (mid-line, a foreign line, an `in` frame); kCommand: a
+// verified command (command()); kRejected: a command line that is not valid
+// (reject_reason(), seq() when it was read before the fault); kOther: a
+// nanoml line of another type ended (the serial firmware's FrameParser
+// answers it).
+enum class CommandStatus { kNone, kCommand, kRejected, kOther };
+
+class CommandParser {
+ public:
+  CommandParser() { reset(); }
+
+  void reset() {
+    len_ = 0;
+    active_ = false;
+    skip_ = false;
+    overflow_ = false;
+  }
+
+  CommandStatus feed(uint8_t c) {
+    if (c == '\n') {
+      const CommandStatus st = active_ ? parse() : CommandStatus::kNone;
+      reset();
+      return st;
+    }
+    if (skip_ || overflow_) return CommandStatus::kNone;
+    if (!active_) {
+      if (c != static_cast<uint8_t>(kLinePrefix[len_])) {
+        len_ = 0;
+        skip_ = true;
+        return CommandStatus::kNone;
+      }
+      buf_[len_++] = c;
+      if (len_ == 4) active_ = true;
+      return CommandStatus::kNone;
+    }
+    if (len_ < kMaxCommandLine - 1) {
+      buf_[len_++] = c;
+    } else {
+      overflow_ = true;
+    }
+    return CommandStatus::kNone;
+  }
+
+  const Command& command() const { return cmd_; }
+  uint32_t seq() const { return cmd_.seq; }
+  const char* reject_reason() const { return reason_; }
+
+ private:
+  static bool same(const uint8_t* a, size_t n, const char* lit) {
+    const size_t k = strlen(lit);
+    return n == k && memcmp(a, lit, k) == 0;
+  }
+
+  static bool parse_uint(const uint8_t* v, size_t n, uint32_t* out) {
+    if (n == 0 || n > kMaxDigits) return false;
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (v[i] < '0' || v[i] > '9') return false;
+      x = x * 10u + static_cast<uint64_t>(v[i] - '0');
+    }
+    if (x > 0xFFFFFFFFull) return false;
+    *out = static_cast<uint32_t>(x);
+    return true;
+  }
+
+  CommandStatus refuse(const char* why) {
+    reason_ = why;
+    return CommandStatus::kRejected;
+  }
+
+  // One field `key=value` of a command; returns the refusal token or nullptr.
+  const char* field(const uint8_t* t, size_t n, unsigned* seen) {
+    size_t eq = 0;
+    while (eq < n && t[eq] != '=') ++eq;
+    if (eq == n) return kCapWhySyntax;
+    const uint8_t* v = t + eq + 1;
+    const size_t vn = n - eq - 1;
+    static const char* const kKeys[] = {"seq", "sensor", "rate", "ch", "n", "on"};
+    // keys allowed per command type (bit k = kKeys[k])
+    const unsigned allowed = cmd_.type == kCmdCap ? 0x1Fu : (cmd_.type == kCmdStop ? 0x01u : 0x21u);
+    int key = -1;
+    for (int k = 0; k < 6; ++k) {
+      if (same(t, eq, kKeys[k])) key = k;
+    }
+    if (key < 0) return kCapWhySyntax;
+    const unsigned bit = 1u << static_cast<unsigned>(key);
+    if (!(allowed & bit) || (*seen & bit)) return kCapWhySyntax;
+    *seen |= bit;
+    if (key == 1) {
+      if (same(v, vn, "mic")) {
+        cmd_.sensor = kSensorMic;
+      } else if (same(v, vn, "imu")) {
+        cmd_.sensor = kSensorImu;
+      } else {
+        return kCapWhySensor;
+      }
+      return nullptr;
+    }
+    if (key == 5) {
+      if (vn != 1 || (v[0] != '0' && v[0] != '1')) return kCapWhySyntax;
+      cmd_.on = v[0] == '1';
+      return nullptr;
+    }
+    uint32_t x = 0;
+    if (!parse_uint(v, vn, &x)) return kCapWhySyntax;
+    if (key == 0) cmd_.seq = x;
+    if (key == 2) cmd_.rate = x;
+    if (key == 3) cmd_.ch = x;
+    if (key == 4) cmd_.n = x;
+    return nullptr;
+  }
+
+  CommandStatus parse() {
+    cmd_ = Command{kCmdNone, 0, kSensorNone, 0, 0, 0, false};
+    reason_ = "";
+    size_t n = len_;
+    if (n > 0 && buf_[n - 1] == '\r') --n;
+    const uint8_t* head = buf_ + 4;
+    const size_t hn = n - 4;
+    size_t end = hn;
+    for (size_t i = 0; i < hn; ++i) {
+      if (head[i] == ' ' || head[i] == '*') {
+        end = i;
+        break;
+      }
+    }
+    if (same(head, end, "in")) return CommandStatus::kNone;
+    if (same(head, end, "cap")) {
+      cmd_.type = kCmdCap;
+    } else if (same(head, end, "stop")) {
+      cmd_.type = kCmdStop;
+    } else if (same(head, end, "dwin")) {
+      cmd_.type = kCmdDwin;
+    } else {
+      return CommandStatus::kOther;
+    }
+    if (overflow_) return refuse(kCapWhySyntax);
+    size_t star = n;
+    for (size_t i = n; i > 0; --i) {
+      if (buf_[i - 1] == '*') {
+        star = i - 1;
+        break;
+      }
+    }
+    if (star == n || n - star != 5) return refuse(kCapWhySyntax);
+    uint16_t rx = 0;
+    for (size_t i = star + 1; i < n; ++i) {
+      const int h = detail::hex_value(buf_[i]);
+      if (h < 0) return refuse(kCapWhySyntax);
+      rx = static_cast<uint16_t>((rx << 4) | static_cast<uint16_t>(h));
+    }
+    if (crc16(buf_, star) != rx) return refuse(kCapWhyCrc);
+    const size_t rest = 4 + end;           // [rest, star): "" or " k=v k=v"
+    if (rest < star && buf_[rest] != ' ') return refuse(kCapWhySyntax);
+    unsigned seen = 0;
+    if (rest < star) {
+      size_t t = rest + 1;
+      for (;;) {
+        size_t e = t;
+        while (e < star && buf_[e] != ' ') ++e;
+        const char* why = field(buf_ + t, e - t, &seen);
+        if (why != nullptr) return refuse(why);
+        if (e >= star) break;
+        t = e + 1;
+      }
+    }
+    const unsigned need = cmd_.type == kCmdCap ? 0x1Fu : (cmd_.type == kCmdStop ? 0x01u : 0x21u);
+    if (seen != need) return refuse(kCapWhySyntax);
+    return CommandStatus::kCommand;
+  }
+
+  uint8_t buf_[kMaxCommandLine];
+  size_t len_;
+  bool active_;
+  bool skip_;
+  bool overflow_;
+  Command cmd_;
+  const char* reason_;
+};
+
+// The lines of a take. Each returns the line length, 0 when it did not fit.
+inline size_t encode_cack(LineWriter& w, uint32_t seq, bool ok, const char* why) {
+  w.begin("cack");
+  w.field_uint("seq", seq);
+  w.field_uint("ok", ok ? 1u : 0u);
+  if (!ok && why && *why) w.field("why", why);
+  return w.finish();
+}
+
+struct TakeHeader {
+  uint32_t take;
+  int sensor;            // SensorId
+  uint32_t rate;
+  uint32_t ch;
+  uint32_t n;
+  uint32_t spf;
+  const char* board;
+  const char* rev;
+  const char* fw;
+  int64_t det;           // seq of the det whose window this is, or -1
+};
+
+inline size_t encode_cst(LineWriter& w, const TakeHeader& h) {
+  static const char* const kMicNames[] = {"mic"};
+  static const char* const kMicUnits[] = {"pcm16"};
+  static const char* const kImuNames[] = {"ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz"};
+  static const char* const kImuUnits[] = {"g", "g", "g", "dps", "dps", "dps", "uT", "uT", "uT"};
+  const bool mic = h.sensor == kSensorMic;
+  const size_t ch = mic ? 1u : (h.ch > 9u ? 9u : static_cast<size_t>(h.ch));
+  w.begin("cst");
+  w.field_uint("take", h.take);
+  w.field("sensor", mic ? "mic" : "imu");
+  w.field_uint("rate", h.rate);
+  w.field_uint("ch", h.ch);
+  w.field_uint("n", h.n);
+  w.field("fmt", mic ? "i16" : "f32");
+  w.field_list("names", mic ? kMicNames : kImuNames, ch);
+  w.field_list("units", mic ? kMicUnits : kImuUnits, ch);
+  w.field_uint("spf", h.spf);
+  w.field("board", h.board);
+  w.field("rev", h.rev);
+  w.field("fw", h.fw);
+  if (h.det >= 0) w.field_uint("det", static_cast<uint32_t>(h.det));
+  return w.finish();
+}
+
+inline size_t encode_smp(LineWriter& w, uint32_t take, uint32_t seq, uint32_t first,
+                         uint32_t n, const uint8_t* data, size_t bytes, uint32_t t_us) {
+  w.begin("smp");
+  w.field_uint("take", take);
+  w.field_uint("seq", seq);
+  w.field_uint("i", first);
+  w.field_uint("n", n);
+  w.field_b64("d", data, bytes);
+  w.field_uint("t_us", t_us);
+  return w.finish();
+}
+
+inline size_t encode_cend(LineWriter& w, uint32_t take, uint32_t samples, uint32_t frames,
+                          uint32_t dropped, const char* why) {
+  w.begin("cend");
+  w.field_uint("take", take);
+  w.field_uint("samples", samples);
+  w.field_uint("frames", frames);
+  w.field_uint("drop", dropped);
+  w.field("why", why);
+  return w.finish();
+}
 
 // ---------------------------------------------------------------------------
 // Deterministic synthetic input ("--input synthetic"). A 32-bit LCG
