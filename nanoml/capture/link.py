@@ -119,7 +119,7 @@ class Gap:
     first: int
     missing: int
     frames: int                  # smp frames missing (by frame number)
-    reason: str                  # seq (frames skipped), order (an old frame), end (short take)
+    reason: str                  # seq (frames lost), drop (the device lost samples), end (tail)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -142,7 +142,7 @@ class TakeEnd:
 
     @property
     def gap_samples(self) -> int:
-        return sum(g.missing for g in self.gaps) + self.dropped
+        return sum(g.missing for g in self.gaps)
 
     def to_json(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "gaps"}
@@ -248,7 +248,8 @@ class TakeAssembler:
             self._corrupt += 1               # an old or repeated frame: never re-joined
             return []
         if seq > self._seq or first > self._next:
-            g = Gap(self._next, first - self._next, seq - self._seq, "seq")
+            g = Gap(self._next, first - self._next, seq - self._seq,
+                    "seq" if seq > self._seq else "drop")
             self._gaps.append(g)
             out.append(g)
         a = np.frombuffer(data, st.dtype)

@@ -72,9 +72,12 @@ def _parse(line: bytes, overflow: bool) -> CommandEvent | None:
         return CommandEvent("rejected", mtype, 0, "syntax")
     if crc16(body[:star]) != int(body[star + 1:], 16):
         return CommandEvent("rejected", mtype, 0, "crc")
+    rest = body[4 + end:star]
+    if rest[:1] not in (b"", b" "):
+        return CommandEvent("rejected", mtype, 0, "syntax")
     fields: dict = {}
     seq = 0
-    for tok in body[4 + end:star].split(b" ")[1:] if body[4 + end:star] else []:
+    for tok in rest[1:].split(b" ") if rest else []:
         key, eq, val = tok.partition(b"=")
         k = key.decode("latin-1")
         if not eq or k not in _FIELDS[mtype] or k in fields:
@@ -94,7 +97,7 @@ def _parse(line: bytes, overflow: bool) -> CommandEvent | None:
             if k == "seq":
                 seq = v
         fields[k] = v
-    if body[4 + end:star][:1] not in (b"", b" ") or len(fields) != len(_FIELDS[mtype]):
+    if len(fields) != len(_FIELDS[mtype]):
         return CommandEvent("rejected", mtype, seq, "syntax")
     return CommandEvent("command", mtype, seq, "", fields)
 
