@@ -1,0 +1,46 @@
+"""Test helper: a copy of a model with the weights of ONE operator changed.
+
+The constant buffer is found with nanoml's own reader (nanoml.model.tflite:
+`constant_offset`), never a second schema parser; every byte of the chosen
+operator's largest constant input is XOR-ed with 0x55, so its output differs
+while every earlier operator's stays the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def weight_tensor(model, op):
+    """The operator's largest constant input (its weights), or None."""
+    consts = [model.main.tensors[i] for i in op.inputs
+              if i >= 0 and model.main.tensors[i].is_const and model.main.tensors[i].data]
+    consts = [t for t in consts if len(t.data) >= 16]
+    return max(consts, key=lambda t: len(t.data), default=None)
+
+
+def middle_weighted_op(model) -> int:
+    """The operator with weights closest to the middle of the model."""
+    ops = model.main.operators
+    cands = [op.index for op in ops if weight_tensor(model, op) is not None]
+    assert cands, f"{model.path}: no operator with weights"
+    mid = (len(ops) - 1) / 2
+    return min(cands, key=lambda i: (abs(i - mid), i))
+
+
+def tamper_weights(src: Path, dst: Path, op_index: int | None = None) -> int:
+    """Write `dst`: `src` with operator `op_index`'s weights changed (default: the
+    middle operator with weights). Returns the operator's index."""
+    from nanoml.model import tflite
+    model = tflite.load(src)
+    k = middle_weighted_op(model) if op_index is None else op_index
+    t = weight_tensor(model, model.main.operators[k])
+    off = tflite.constant_offset(model, t)
+    assert off is not None
+    data = bytearray(model.raw)
+    data[off:off + len(t.data)] = bytes(b ^ 0x55 for b in data[off:off + len(t.data)])
+    dst.write_bytes(bytes(data))
+    copy = tflite.load(dst)                      # still a valid model, one tensor changed
+    assert bytes(copy.main.tensors[t.index].data) != bytes(t.data)
+    assert copy.main.tensors[t.index].shape == t.shape
+    return k
