@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from . import _common
 from ._common import (BOARD_OPTION, FAST_OPTION, JSON_OPTION, POSITIVE, count_option, emit_json,
                       handle_errors, latency_ms, port_option, source_option)
 
@@ -34,6 +35,10 @@ def register(app: typer.Typer) -> None:
                                      "model's pipeline; exit 0 after the file's last record."),
         fast: bool = FAST_OPTION,
         board: str = BOARD_OPTION,
+        save: Path = typer.Option(None, "--save",
+                                  help="Keep the raw window behind each detection in DIR, "
+                                       "labelled with what the model said (a capture "
+                                       "dataset: DIR/<label>/, DIR/manifest.jsonl)."),
     ) -> None:
         """Show live inference rate, latency and outputs from the board; log them."""
         with handle_errors(json_out):
@@ -61,6 +66,7 @@ def register(app: typer.Typer) -> None:
                 source_kind(source)                 # .wav or .csv, before starting the sim
             if sim and label_list is None:
                 label_list = _model_labels(sim)
+            saver = _saver(save, sim, source)       # the folder checked before anything runs
             logger = None
             sim_proc = None
             view = None
@@ -84,7 +90,10 @@ def register(app: typer.Typer) -> None:
                     port = sim_proc.link
                 # opened once the sim runs: a sim that cannot start leaves no log behind
                 logger = RecordLogger(log) if log else None
-                mon = Monitor(Connector(b, port, baud), labels=label_list)
+                mon = Monitor(Connector(b, port, baud), labels=label_list,
+                              **(saver.hooks() if saver is not None else {}))
+                if saver is not None:
+                    saver.port = port
                 view = _make_view(json_out, raw, label_list)
                 _stop_on_signals(mon)
                 try:
@@ -92,6 +101,8 @@ def register(app: typer.Typer) -> None:
                     # with --sim, waiting out a disconnect ends if the sim itself has exited
                     waits = {"sleep": sim_proc.sleep} if sim_proc is not None else {}
                     for batch in mon.batches(count=count, duration=duration, **waits):
+                        if saver is not None:
+                            batch = saver.batch(batch)
                         recs = [rec for rec, _ in batch]
                         lines = [dumps(r) for r in recs] if json_out else None
                         if logger:          # logged before shown: the log never lags the screen
@@ -118,12 +129,68 @@ def register(app: typer.Typer) -> None:
                        **mon.stats.summary()}
             if logger:
                 summary["log"] = str(log)
+            if saver is not None:
+                summary["saved"] = saver.summary()
             if json_out and not stdout_gone:
                 emit_json(summary_json(summary), "monitor/1", 2 if log_error is not None else 0)
             elif not json_out:
                 _print_summary(summary)
             if log_error is not None:
                 raise log_error
+
+
+def _saver(save: Path | None, sim: Path | None, source: Path | None):
+    """monitor --save DIR: the windows behind detections, kept (nanoml.capture.windows)."""
+    if save is None:
+        return None
+    from ..capture.windows import WindowSaver
+    model = _common.model_ref(sim)["sha256"][:12] if sim and Path(sim).is_file() else None
+    return _SaveHooks(WindowSaver(save, model=model,
+                                  source=str(source) if source is not None else None))
+
+
+class _SaveHooks:
+    """Ask for the windows on every (re)connection, feed the saver every line, and
+    show one `saved` record per window instead of its raw frames."""
+
+    WINDOW_TYPES = ("cst", "smp", "cend")
+
+    def __init__(self, saver):
+        self.saver = saver
+        self.port = None
+        self.new: list[dict] = []
+        self._seq = 0
+
+    def hooks(self) -> dict:
+        return {"on_connect": self.ask, "tap": self.tap}
+
+    def ask(self, ser) -> None:
+        from ..serial.protocol import encode_line
+        self._seq += 1
+        try:
+            ser.write(b"\n" + encode_line("dwin", {"seq": self._seq, "on": True}))
+            ser.flush()
+        except Exception:  # noqa: BLE001 - a port gone: the monitor's read says so
+            pass
+
+    def tap(self, parsed) -> None:
+        self.saver.port = self.saver.port or self.port
+        self.new += self.saver.feed(parsed)
+
+    def batch(self, batch):
+        import time
+        out = [(r, raw) for r, raw in batch if r.get("type") not in self.WINDOW_TYPES]
+        for e in self.new:
+            rec = {"type": "saved", "t": time.time(), "file": e["file"], "label": e["label"],
+                   "predicted": e["predicted"], "score": e["score"], "det_seq": e["det_seq"],
+                   "samples": e["samples"], "gaps": e["gaps"]}
+            out.append((rec, f"saved {e['file']} ({e['predicted']}, score {e['score']})"))
+        self.new = []
+        return out
+
+    def summary(self) -> dict:
+        s = self.saver
+        return {"dir": str(s.out), "windows": len(s.saved), "with_gaps": s.with_gaps}
 
 
 def _model_labels(model: Path) -> list[str] | None:

@@ -240,9 +240,14 @@ def status(event: str, port: str | None, message: str, t: float | None = None) -
 class Monitor:
     """Iterate over records from a board until a count, a duration or Ctrl-C."""
 
-    def __init__(self, connector: Connector, labels: list[str] | None = None):
+    def __init__(self, connector: Connector, labels: list[str] | None = None,
+                 on_connect: Callable | None = None, tap: Callable | None = None):
         self.connector = connector
         self.labels = labels
+        # on_connect(ser): after every (re)connection (monitor --save asks for the
+        # detection windows there); tap(parsed): sees every decoded line first
+        self.on_connect = on_connect
+        self.tap = tap
         self.stats = MonitorStats()
         self.decoder = StreamDecoder()
         self.exit_reason: str | None = None
@@ -277,6 +282,7 @@ class Monitor:
         start = time.monotonic()
         deadline = start + duration if duration else None
         self._ser = self.connector.connect()
+        self._connected()
         yield [_st("connected", self.connector.current, f"connected to {self.connector.current}")]
         try:
             while True:
@@ -323,12 +329,18 @@ class Monitor:
 
     def _record(self, p: Parsed, t: float | None = None) -> tuple[dict, str]:
         t = time.time() if t is None else t
+        if self.tap is not None:
+            self.tap(p)
         self.stats.update(p, t)
         rec = to_record(p, t, self.labels)
         if rec["type"] == "hello" and rec.get("proto") != PROTOCOL_VERSION:
             rec["warning"] = (f"firmware speaks protocol {rec.get('proto')}, this nanoml "
                               f"speaks {PROTOCOL_VERSION}: update the one that is older")
         return rec, raw_text(p)
+
+    def _connected(self) -> None:
+        if self.on_connect is not None:
+            self.on_connect(self._ser)
 
     def _reconnect(self, deadline: float | None, sleep):
         last_msg = None
@@ -352,6 +364,7 @@ class Monitor:
                 sleep(RECONNECT_INTERVAL_S)
                 continue
             self.stats.reconnects += 1
+            self._connected()
             yield [_st("reconnected", self.connector.current,
                        f"reconnected to {self.connector.current}")]
             return True
