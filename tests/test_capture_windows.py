@@ -1,0 +1,86 @@
+"""monitor --save's window saver on the real protocol: lines built by the
+protocol's encoder (as a firmware sends them after a `det`), decoded by the host's
+stream decoder, assembled by the capture link's TakeAssembler, written as dataset
+takes labelled with what the model said."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from nanoml.capture.windows import WindowSaver, safe_label
+from nanoml.serial.protocol import encode_line
+from nanoml.serial.stream import StreamDecoder
+
+SPF = 120
+
+
+def window_lines(det_seq: int, label: str, score: int, samples: np.ndarray, take: int = 1,
+                 drop_frames=(), corrupt_frames=()) -> bytes:
+    out = [encode_line("det", {"seq": det_seq, "i": 1, "label": label, "score": score,
+                               "t_ms": 990})]
+    n = len(samples)
+    out.append(encode_line("cst", {"take": take, "sensor": "mic", "rate": 16000, "ch": 1, "n": n,
+                                   "fmt": "i16", "names": ["mic"], "units": ["pcm16"],
+                                   "spf": SPF, "board": "nano33ble_sense", "rev": "rev1",
+                                   "fw": "test-fw", "det": det_seq}))
+    frames = 0
+    for k, i in enumerate(range(0, n, SPF)):
+        chunk = samples[i:i + SPF]
+        line = encode_line("smp", {"take": take, "seq": k, "i": i, "n": len(chunk),
+                                   "d": chunk.astype("<i2").tobytes()})
+        frames += 1
+        if k in drop_frames:
+            continue
+        if k in corrupt_frames:
+            j = line.index(b" d=") + 4
+            line = line[:j] + (b"B" if line[j:j + 1] == b"A" else b"A") + line[j + 1:]
+        out.append(line)
+    out.append(encode_line("cend", {"take": take, "samples": n, "frames": frames, "drop": 0,
+                                    "why": "done"}))
+    return b"".join(out)
+
+
+def feed(saver, data: bytes) -> list[dict]:
+    dec = StreamDecoder()
+    written = []
+    for p in dec.feed(data):
+        written += saver.feed(p)
+    return written
+
+
+def test_a_detection_window_becomes_a_labelled_take(tmp_path):
+    rng = np.random.default_rng(5)
+    w = rng.integers(-20000, 20000, 15840).astype(np.int16)
+    saver = WindowSaver(tmp_path / "misses", model="abcdef012345")
+    got = feed(saver, window_lines(41, "yes", 207, w))
+    assert len(got) == 1
+    e = got[0]
+    assert e["file"] == "yes/yes.1.wav" and e["label"] == "yes"
+    assert (e["predicted"], e["score"], e["det_seq"], e["t_ms"]) == ("yes", 207, 41, 990)
+    assert e["gaps"] == 0 and e["samples"] == 15840 and e["model"] == "abcdef012345"
+    from nanoml.pipeline.wav import read_wav
+    assert np.array_equal(read_wav(tmp_path / "misses" / e["file"])[0], w)
+    lines = (tmp_path / "misses" / "manifest.jsonl").read_text().splitlines()
+    assert [json.loads(x) for x in lines] == got
+    # the next window of the same label takes the next number
+    got2 = feed(saver, window_lines(42, "yes", 190, w[::-1].copy(), take=2))
+    assert got2[0]["file"] == "yes/yes.2.wav"
+
+
+def test_a_window_with_lost_frames_is_kept_apart(tmp_path):
+    w = np.arange(2400, dtype=np.int16)
+    saver = WindowSaver(tmp_path / "m")
+    e = feed(saver, window_lines(7, "_unknown_", 150, w, drop_frames=(2,),
+                                 corrupt_frames=(5,)))[0]
+    assert e["file"] == "_gaps/unknown_/unknown_.1.wav" and e["predicted"] == "_unknown_"
+    assert e["gaps"] == 2 * SPF and e["gap_spans"] == [[2 * SPF, SPF], [5 * SPF, SPF]]
+    assert e["corrupt_lines"] == 1 and e["kept_apart"] is True
+
+
+def test_labels_from_the_board_are_made_plain_names():
+    assert safe_label("_silence_") == "silence_"
+    assert safe_label("../etc") == "etc"
+    assert safe_label("a/b c") == "a_b_c"
+    assert safe_label("") == "unlabelled"
