@@ -116,8 +116,8 @@ def _request(out, label, sensor, count, length, rate, channels, countdown, port,
     else:
         odr = float(b.sensors["imu"].get("odr_hz") or 0) or None
         rate = rate if rate is not None else odr
-        if not rate or rate <= 0:
-            raise UsageError("--rate must be > 0 for the IMU")
+        if not rate or rate <= 0 or not float(rate).is_integer():
+            raise UsageError(f"--rate {rate:g}: the IMU's rate is a whole number of Hz > 0")
         if odr and rate > odr:
             raise UsageError(f"--rate {rate:g}: the {b.name}'s IMU gives at most {odr:g} Hz")
         names = T.imu_channels(channels if channels is not None else 6)
