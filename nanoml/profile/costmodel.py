@@ -1,7 +1,7 @@
 """Per-operator latency model for the Cortex-M4: instructions -> cycles -> ms.
 
 instructions(op) = fixed[path] + sum_k per[path][k] * work_k(op)
-cycles(op)       = instructions(op) * CPI            (CPI documented, 1.25 prior)
+cycles(op)       = instructions(op) * CPI            (the table's CPI and its source)
 ms(op)           = cycles(op) / clock_hz * 1000
 
 An op is *measured* when its kernel path has coefficients and its dtype path
@@ -32,7 +32,7 @@ from importlib import resources
 from ..errors import UsageError
 from .kernels import Work
 
-DEFAULT_CPI = 1.25
+DEFAULT_CPI = 1.4                # the tables' own `cpi` and `cpi_source` say why
 SIZE, SPEED = "size", "speed"            # optimization profiles (= nanoml.firmware.optimize)
 SOFTFP, SOFT = "softfp", "soft"          # float ABIs a table can describe
 

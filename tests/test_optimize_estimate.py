@@ -1,0 +1,222 @@
+"""The latency model and footprint per optimization profile (issue 11): which build an
+estimate describes, the profiles side by side, the speed build's flash, the soft-float
+warning, and a CPI measured on a board replacing the table's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import shared_path
+from mutants import run_cli
+
+from nanoml.model.tflite import load
+from nanoml.profile.costmodel import coefficient_name, has_cost_model, load_cost_model
+from nanoml.profile.cpi import choose_cpi, read_recorded_cpi, record_cpi
+from nanoml.profile.softfloat import FLOAT_HEAVY_SHARE, float_share
+
+DATA = Path(__file__).parent / "data"
+MODELS = DATA / "estimate" / "models"
+VGG = MODELS / "net_vgg.tflite"          # int8
+VGG_F = MODELS / "net_vgg_f.tflite"      # float
+RT = "chirale_2.0.0"
+
+
+def _json(args, rc=0):
+    r = run_cli(args)
+    assert r.exit_code == rc, (r.exit_code, r.stderr[-2000:])
+    return json.loads(r.stdout)
+
+
+# --- which table describes which build ------------------------------------------------
+
+def test_table_names_per_build():
+    assert coefficient_name(RT) == RT                       # size, FPU: the old file name
+    assert coefficient_name(RT, "speed") == f"{RT}.speed"
+    assert coefficient_name(RT, "size", "soft") == f"{RT}.soft"
+    assert has_cost_model(RT) and has_cost_model("chirale_2.0.0_no_static_memory")
+
+
+def test_size_table_says_which_build_it_describes():
+    b = load_cost_model(RT, "size").build()
+    assert (b["optimize"], b["flags"], b["float_abi"], b["runtime"], b["coefficients"]) == \
+        ("size", ["-Os"], "softfp", RT, RT)
+    assert b["cpi"] == 1.4 and "tvm-arduino-profiling" in b["cpi_source"]
+
+
+def test_a_profile_without_its_own_table_is_the_size_table_with_a_note():
+    ard = "arduino_tflite_2023"
+    assert not has_cost_model(ard, "speed")
+    cm = load_cost_model(ard, "speed")
+    assert cm.optimize == "size" and cm.paths == load_cost_model(ard).paths
+    assert any("no speed build measured" in n for n in cm.notes)
+
+
+def test_unknown_profile_or_abi_is_a_usage_error():
+    from nanoml.errors import UsageError
+    with pytest.raises(UsageError):
+        load_cost_model(RT, "fast")
+    with pytest.raises(UsageError):
+        load_cost_model(RT, "size", "hard")
+
+
+# --- profile --estimate / inspect: the build described, the profiles side by side ----
+
+def test_estimate_json_describes_its_build():
+    d = _json(["profile", str(VGG), "--estimate", "--json", "--optimize", "size"])
+    assert d["schema"] == "profile/2"
+    b = d["build"]
+    assert b["optimize"] == "size" and b["chosen_by"] == "option" and b["flags"] == ["-Os"]
+    assert b["runtime"] == RT and b["coefficients"] == RT and b["cpi"] == d["cpi"]
+    assert b["float_abi"] in ("soft", "softfp") and b["cpi_source"]
+    rows = {r["optimize"]: r for r in d["optimizations"]}
+    assert rows["size"]["instructions"] == d["instructions"]
+    assert rows["size"]["flash_bytes"] == d["flash_bytes"] and rows["size"]["fits"] is True
+
+
+def test_inspect_and_profile_agree_on_the_profile_chosen():
+    """The default profile, its latency and its flash are the same in inspect and
+    profile --estimate (one choice: nanoml.footprint.for_profile)."""
+    i = _json(["inspect", str(VGG), "--json"])
+    p = _json(["profile", str(VGG), "--estimate", "--json"])
+    assert i["schema"] == "inspect/2"
+    assert i["optimize"]["profile"] == p["build"]["optimize"] == i["estimate"]["build"]["optimize"]
+    assert i["optimize"]["chosen_by"] == "default" == p["build"]["chosen_by"]
+    assert i["estimate"]["instructions"] == p["instructions"]
+    assert i["flash_bytes"] == p["flash_bytes"] == i["footprint"]["flash_bytes"]
+    assert i["footprint"]["optimize"] == i["optimize"]["profile"]
+    assert i["optimizations"] == p["optimizations"]
+    assert abs(i["estimate"]["ms"] - p["latency_ms"]["estimate"]) < 1e-3
+
+
+def test_speed_on_a_runtime_without_measured_flags_is_refused_as_build_refuses_it():
+    for cmd in (["inspect", str(VGG)], ["profile", str(VGG), "--estimate"]):
+        r = run_cli(cmd + ["--runtime", "arduino_tflite_2023", "--optimize", "speed"])
+        assert r.exit_code == 2 and "only --optimize size" in r.stderr, r.stderr
+
+
+def test_float_abi_needs_an_estimate():
+    r = run_cli(["profile", str(VGG), "--sim", "--float-abi", "soft"])
+    assert r.exit_code == 2 and "--float-abi describes an estimate" in r.stderr
+
+
+@pytest.mark.skipif(has_cost_model(RT, "size", "soft"), reason="a soft-float table exists")
+def test_unmeasured_soft_float_build_is_said_not_guessed():
+    r = run_cli(["profile", str(VGG_F), "--estimate", "--float-abi", "soft"])
+    assert r.exit_code == 2 and "never measured" in r.stderr
+
+
+# --- the speed build's flash ------------------------------------------------------------
+
+def test_speed_footprint_counts_the_kernels_extra_code(monkeypatch):
+    """tflm_ops_speed = sum over the model's ops whose speed flag set is not base of
+    code_bytes[set] - code_bytes[base] (H2's test table: CONV_2D O2 +2000, SOFTMAX O2
+    +400, FULLY_CONNECTED O2u +1200, RESHAPE base)."""
+    import tomllib
+    from nanoml.boards import get_board
+    from nanoml.firmware import optimize
+    from nanoml.footprint import estimate, for_profile
+    from nanoml.runtimes import get_runtime
+    table = optimize.parse_table(tomllib.loads((DATA / "optimize" / "test_table.toml")
+                                               .read_text()), RT)
+    monkeypatch.setattr(optimize, "load_table", lambda rid: table if rid == RT else None)
+    model, board, rt = load(VGG), get_board(None), get_runtime(RT)
+    ops = {o.op for o in model.operators}
+    want = sum(e.code_bytes[e.speed] - e.code_bytes["base"] for n, e in table.ops.items()
+               if n in ops and e.speed != "base")
+    assert want > 0
+    size = estimate(board, rt, model, 40_000, optimize="size")
+    speed = estimate(board, rt, model, 40_000, optimize="speed")
+    assert "tflm_ops_speed" not in size.flash_parts and size.optimize == "size"
+    assert speed.flash_parts["tflm_ops_speed"] == want
+    assert speed.flash_bytes - size.flash_bytes == want and speed.optimize == "speed"
+    plan, fp, fps = for_profile(None, board, rt, model, 40_000)
+    assert plan.profile == "speed" and fp is fps["speed"] and set(fps) == {"size", "speed"}
+
+
+# --- soft float -------------------------------------------------------------------------
+
+def test_float_model_gets_the_soft_float_warning_int8_does_not():
+    f = _json(["inspect", str(VGG_F), "--json"])
+    i = _json(["inspect", str(VGG), "--json"])
+    assert f["float"]["heavy"] is True and f["float"]["share"] > 0.9
+    assert i["float"]["heavy"] is False and i["float"]["share"] < FLOAT_HEAVY_SHARE
+    codes = lambda d: [p["code"] for p in d["problems"]]  # noqa: E731
+    assert "soft_float" in codes(f) and "soft_float" not in codes(i)
+    w = next(p for p in f["problems"] if p["code"] == "soft_float")
+    assert w["level"] == "warning" and "-mfloat-abi=soft" in w["message"]
+    assert f["exit_code"] == 0                     # a warning, not a verdict
+    p = _json(["profile", str(VGG_F), "--estimate", "--json"])
+    assert "soft_float" in codes(p) and p["float"] == f["float"]
+
+
+def test_float_share_counts_float_kernels_only():
+    from nanoml.profile.estimate import estimate_layers
+    layers, _, _, _ = estimate_layers(load(VGG_F), RT, 64_000_000)
+    fl = sum(x.instructions for x in layers if "float32" in x.dtype)
+    assert float_share(layers) == pytest.approx(fl / sum(x.instructions for x in layers))
+    layers, _, _, _ = estimate_layers(load(VGG), RT, 64_000_000)
+    assert float_share(layers) == 0.0
+
+
+# --- CPI: --cpi, a board run's record, the table -----------------------------------------
+
+def test_recorded_cpi_is_only_taken_for_the_same_build(tmp_path):
+    sha = load(VGG).sha256
+    record_cpi(tmp_path, sha, RT, "nano33ble_sense", "size", 1_330_000, 1_000_000)
+    assert read_recorded_cpi(tmp_path, sha, RT, "nano33ble_sense", "size")["cpi"] == 1.33
+    assert read_recorded_cpi(tmp_path, sha, RT, "nano33ble_sense", "speed") is None
+    assert read_recorded_cpi(tmp_path, "0" * 64, RT, "nano33ble_sense", "size") is None
+    assert read_recorded_cpi(tmp_path / "none", sha, RT, "nano33ble_sense", "size") is None
+    (tmp_path / ".nanoml" / "cpi.json").write_text(json.dumps(
+        {"model_sha256": sha, "runtime": RT, "board": "nano33ble_sense", "optimize": "size",
+         "cpi": 1e9, "source": "device", "measured_at": "x"}))
+    assert read_recorded_cpi(tmp_path, sha, RT, "nano33ble_sense", "size") is None
+    assert choose_cpi(2.0, None, 1.4, "t") == (2.0, "--cpi")
+    assert choose_cpi(None, None, 1.4, "table") == (1.4, "table")
+
+
+def test_a_board_run_records_its_cpi_and_the_estimate_uses_it(tmp_path):
+    """profile --port (a pty replaying the profiling firmware's log) records measured
+    cycles / estimated instructions in the project; profile --estimate --project then
+    uses that CPI and says where it comes from; --cpi still wins."""
+    from test_profile import SYNTHETIC_LOG, Replayer
+    proj = tmp_path / "fw"
+    with Replayer(SYNTHETIC_LOG.read_bytes()) as fake:
+        dev = _json(["profile", str(VGG), "--port", fake.port, "--no-flash", "--count", "4",
+                     "--json", "--project", str(proj), "--timeout", "30", "--optimize", "size"])
+    rec = json.loads((proj / ".nanoml" / "cpi.json").read_text())
+    ratio = [n for n in dev["notes"] if "estimated instructions" in n][0]
+    assert rec["cpi"] == pytest.approx(float(ratio.split("= ")[1].split()[0]), abs=1e-3)
+    assert rec["optimize"] == "size" and rec["model_sha256"] == load(VGG).sha256
+    est = _json(["profile", str(VGG), "--estimate", "--json", "--project", str(proj),
+                 "--optimize", "size"])
+    assert est["cpi"] == rec["cpi"] and "measured on the board" in est["build"]["cpi_source"]
+    assert est["latency_ms"]["estimate"] == pytest.approx(
+        est["instructions"] * rec["cpi"] / 64e3, abs=1e-3)
+    cli = _json(["profile", str(VGG), "--estimate", "--json", "--project", str(proj),
+                 "--optimize", "size", "--cpi", "2"])
+    assert cli["cpi"] == 2.0 and cli["build"]["cpi_source"] == "--cpi"
+
+
+# --- acceptance: each profile's estimate within 5% of the measured instructions ----------
+
+def _measured(flagset: str, part: str) -> dict:
+    p = DATA / "estimate" / f"{RT}.{flagset}.{part}.json"
+    return json.loads(p.read_text())["models"] if p.exists() else {}
+
+
+SPEED_SETS = [(part, name) for part in ("shared", "holdout")
+              for name in sorted(_measured("speed", part))]
+
+
+@pytest.mark.skipif(not has_cost_model(RT, "speed"), reason="no speed table yet")
+@pytest.mark.parametrize("part,name", SPEED_SETS)
+def test_speed_estimate_within_5_percent(part, name):
+    from nanoml.profile.estimate import estimate_layers
+    path = shared_path("models", name) if part == "shared" else MODELS / name
+    m = _measured("speed", part)[name]
+    _, total, _, _ = estimate_layers(load(path), RT, 64_000_000, optimize="speed")
+    assert abs(total / m["total_instructions"] - 1) < 0.05, (total, m["total_instructions"])
