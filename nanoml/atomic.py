@@ -105,26 +105,20 @@ def _unlink(p: str | Path) -> None:
 def write_atomic(path: str | Path, data: bytes | str, what: str = "file") -> Path:
     """Replace `path` with `data` in one rename (the old content stays on any failure)."""
     p = Path(path)
-    if isinstance(data, str):
-        data = data.encode()
     check_output_file(p, what)
-    try:
-        tmp = stage(p, data)
-    except OSError as e:
-        raise os_error(e, p) from None
-    try:
-        os.replace(tmp, p)
-    except OSError as e:
-        _unlink(tmp)
-        raise os_error(e, p) from None
-    return p
+    return _place(p, data, os.replace)
 
 
 def create_new(path: str | Path, data: bytes | str, what: str = "file") -> Path:
     """Create `path` whole with `data`, never replacing anything: the data is
     staged in a temp file, then hard-linked to `path` (FileExistsError when the
     name is taken, so two writers never overwrite each other's file)."""
-    p = Path(path)
+    return _place(Path(path), data, os.link)
+
+
+def _place(p: Path, data: bytes | str, put) -> Path:
+    """Stage `data` beside `p`, then `put(temp, p)` (os.replace or os.link); the
+    temp file never stays behind."""
     if isinstance(data, str):
         data = data.encode()
     try:
@@ -132,11 +126,11 @@ def create_new(path: str | Path, data: bytes | str, what: str = "file") -> Path:
     except OSError as e:
         raise os_error(e, p) from None
     try:
-        os.link(tmp, p)
+        put(tmp, p)
     except FileExistsError:
         raise
     except OSError as e:
         raise os_error(e, p) from None
     finally:
-        _unlink(tmp)
+        _unlink(tmp)             # after os.replace it is gone already; after os.link a 2nd name
     return p

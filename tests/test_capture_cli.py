@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +34,8 @@ def tone_wav(path: Path, seconds: float, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = np.clip(3000 * np.sin(2 * np.pi * 440 * t) + rng.normal(0, 800, n), -32768, 32767)
     x = x.astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(x.astype("<i2").tobytes())
+    from test_capture_link import _wav
+    _wav(path, x, RATE)
     return x
 
 
