@@ -427,3 +427,32 @@ def test_features_reads_the_dataset_with_its_labels(tmp_path):
     want = clip_features([Path(f) for f in y["files"]], model_pipeline(m),
                          m.input_tensors[0].shape).array
     assert np.array_equal(np.load(tmp_path / "x.npy"), want)
+
+
+# ---------------------------------------------------------------- other ends of a run
+
+def test_a_source_that_ends_mid_take_keeps_the_whole_takes(tmp_path):
+    src = tone_wav(tmp_path / "s.wav", 5)
+    out = tmp_path / "d"
+    r = capture("--sim", "--source", tmp_path / "s.wav", "--label", "t", "--count", 4, "--length",
+                "2", "--out", out, "--countdown", 0, "--fast", "--json")
+    assert r.exit_code == 1, r.stderr
+    d = doc_of(r)
+    assert (d["written"], d["discarded"], d["stopped"]) == (2, 1, "source-ended")
+    disk, listed = files_listed(out)
+    assert disk == listed == {"t/t.1.wav", "t/t.2.wav"}
+    assert np.array_equal(read_wav(out / "t/t.2.wav"), src[32000:64000])
+
+
+def test_timeout_ends_the_run_and_keeps_the_finished_takes(tmp_path):
+    tone_wav(tmp_path / "s.wav", 20)
+    out = tmp_path / "d"
+    t0 = time.monotonic()
+    r = capture("--sim", "--source", tmp_path / "s.wav", "--label", "t", "--count", 10,
+                "--length", "1", "--out", out, "--countdown", 0, "--timeout", "2.5", "--json")
+    assert time.monotonic() - t0 < 15
+    assert r.exit_code == 1 and not r.traceback, r.stderr
+    d = doc_of(r)
+    assert d["stopped"] == "timeout" and "--timeout 2.5 s passed" in d["error"]["message"]
+    disk, listed = files_listed(out)
+    assert disk == listed and 1 <= len(listed) == d["written"] < 10

@@ -148,8 +148,7 @@ def _record(req, b, port, sim, source, fast, timeout, json_out) -> None:
         raise KeyboardInterrupt
 
     def on_alarm(*_):
-        raise NanomlError(f"--timeout {timeout:g} s passed; the take in progress was discarded",
-                          hint="give a longer --timeout (or none)")
+        raise _Timeout              # a BaseException: no `except Exception` on the way eats it
     signal.signal(signal.SIGTERM, on_term)
     if timeout is not None:
         signal.signal(signal.SIGALRM, on_alarm)
@@ -161,6 +160,11 @@ def _record(req, b, port, sim, source, fast, timeout, json_out) -> None:
                 run_capture(link, req, res, view)
     except KeyboardInterrupt:
         res.stopped = "interrupted"
+    except _Timeout:
+        res.stopped = "timeout"
+        res.error = NanomlError(f"--timeout {timeout:g} s passed"
+                                + ("; the take in progress was discarded" if res.discarded else ""),
+                                hint="give a longer --timeout (or none)")
     except NanomlError as e:
         if not res.takes and not res.discarded:
             raise                       # nothing recorded: the plain error document
@@ -183,6 +187,10 @@ def _record(req, b, port, sim, source, fast, timeout, json_out) -> None:
             sys.stderr.write("interrupted\n")
             STATE.interrupt_reported = True
     raise typer.Exit(code)
+
+
+class _Timeout(BaseException):
+    """--timeout passed (raised by SIGALRM wherever the run is)."""
 
 
 def _json(req, res) -> dict:
