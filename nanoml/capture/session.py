@@ -90,7 +90,7 @@ def record_take(link, req: CaptureRequest, i: int, observer, res: CaptureResult)
                 observer.level(i, buf.fraction, buf.last_level)
                 last_shown = now
     except BaseException:
-        res.discarded += 1
+        res.discarded += 1 if buf.received else 0  # a take that had begun is thrown away
         with contextlib.suppress(Exception):
             link.abort()
         raise
