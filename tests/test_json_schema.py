@@ -154,7 +154,7 @@ def only(args, **kw) -> dict:
 def test_the_tables_parse_and_name_their_schema():
     s = schemas()
     assert {"envelope", "error/1", "inspect/2", "boards/1", "build/1", "profile/2",
-            "validate/1", "monitor/1 summary", "sim/1 start", "sim/1 summary",
+            "validate/1", "validate-layers/1", "monitor/1 summary", "sim/1 start", "sim/1 summary",
             "convert/1", "flash/1", "ports/1", "features/1", "capture/1 record",
             "capture/1 export"} <= set(s)
 
@@ -164,6 +164,7 @@ def test_the_tables_parse_and_name_their_schema():
     (["boards"], "boards/1"),
     (["profile", GESTURE, "--estimate"], "profile/2"),
     (["validate", GESTURE, "--inputs", INPUTS, "--sim", "--limit", 4], "validate/1"),
+    (["validate", GESTURE, "--layers", "--sim", "--limit", 2], "validate-layers/1"),
     (["ports"], "ports/1"),
 ])
 def test_one_document_commands(args, name):

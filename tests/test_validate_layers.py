@@ -243,3 +243,15 @@ def test_reference_tflite_tells_a_tflm_difference():
     first = doc["first_divergent"]
     assert rc == 1 and first["index"] == 0 and first["cause"] == "rounding"
     assert "TensorFlow Lite" in first["likely"]
+
+
+def test_a_divergent_run_matches_the_documented_schema(tmp_path):
+    """first_divergent as an object (the schema test checks the passing run, null)."""
+    from test_json_schema import check, schema
+    from nanoml.sim.board import VirtualBoard
+    copy = tmp_path / "tampered.tflite"
+    tamper_weights(GESTURE, copy)
+    with VirtualBoard(copy, input="serial", rate_hz=0, layers=True) as vb:
+        rc, doc = layers_json(GESTURE, "--port", vb.port)
+    assert rc == 1 and doc["first_divergent"]
+    check(doc, schema("validate-layers/1"), "validate --layers (divergent)")

@@ -107,6 +107,14 @@ def _tflite_runtime():
                     "ai-edge-litert nor TensorFlow is installed", TFLITE_HINT)
 
 
+def _first(message: str) -> str:
+    """The interpreter's own words from a HostInterpreterError message: its first
+    two sentences (TensorFlow Lite repeats one per tensor)."""
+    import re
+    inner = message.split("(", 1)[-1].rsplit(")", 1)[0].split(";")[0]
+    return " ".join(re.split(r"(?<=\.)(?=[A-Za-z])", inner)[:2]).strip()[:200]
+
+
 class LayerReference:
     """One model in a preserving host interpreter (worker process)."""
 
@@ -129,9 +137,8 @@ class LayerReference:
                 if "not installed" in e.message:
                     raise ToolError("--reference tflite needs TensorFlow Lite's interpreter, "
                                     "which does not import here", TFLITE_HINT) from None
-                why = e.message.replace("the host TFLM interpreter", "TensorFlow Lite's "
-                                        "interpreter")[:300]
-                raise HostInterpreterError(f"{model.path}: {why}",
+                raise HostInterpreterError(f"{model.path}: TensorFlow Lite's interpreter "
+                                           f"cannot run this model ({_first(e.message)})",
                                            "compare with TFLM instead: --reference tflm",
                                            e.status, e.step) from None
             raise HostInterpreterError(f"{model.path}: {e.message}", e.hint, e.status,
