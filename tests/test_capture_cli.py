@@ -456,3 +456,16 @@ def test_timeout_ends_the_run_and_keeps_the_finished_takes(tmp_path):
     assert d["stopped"] == "timeout" and "--timeout 2.5 s passed" in d["error"]["message"]
     disk, listed = files_listed(out)
     assert disk == listed and 1 <= len(listed) == d["written"] < 10
+
+
+def test_the_live_view_is_drawn_on_a_terminal_only(tmp_path):
+    from test_cli_vocabulary import _run_with_tty_stderr
+    tone_wav(tmp_path / "s.wav", 3)
+    args = ["capture", "--sim", "--source", tmp_path / "s.wav", "--label", "v", "--count", 2,
+            "--length", "0.5", "--countdown", "0.3"]
+    rc, out, err = _run_with_tty_stderr(*args, "--out", tmp_path / "a")
+    assert rc == 0, err
+    assert "dBFS" in err and "v: 1/2 takes" in err and "take 2 of 2" in err
+    assert "dBFS" not in out and "2 of 2 take(s) written" in out
+    rc, out, err = _run_with_tty_stderr(*args, "--out", tmp_path / "b", "--json")
+    assert rc == 0 and json.loads(out)["written"] == 2 and "dBFS" not in err

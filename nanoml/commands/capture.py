@@ -136,6 +136,7 @@ def _record(req, b, port, sim, source, fast, timeout, json_out) -> None:
     import signal
     import sys
 
+    from .. import progress
     from ..capture.link import open_link
     from ..capture.session import CaptureResult, run_capture
     from ..errors import NanomlError
@@ -154,7 +155,7 @@ def _record(req, b, port, sim, source, fast, timeout, json_out) -> None:
         signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        with show_progress(False), view:
+        with progress.listening(view.step), view:      # the session's steps: "take 2 of 5"
             with open_link(port=port, sim=sim, source=source, fast=fast, board=b.id,
                            sensor=req.sensor) as link:
                 run_capture(link, req, res, view)
@@ -236,6 +237,9 @@ class _NoView:
     def __exit__(self, *exc):
         return False
 
+    def step(self, text):
+        pass
+
     def countdown(self, i, left):
         pass
 
@@ -265,6 +269,10 @@ class _LiveView(_NoView):
 
     def __exit__(self, *exc):
         return self.live.__exit__(*exc)
+
+    def step(self, text):
+        self.state = text
+        self._draw()
 
     def countdown(self, i, left):
         import math
