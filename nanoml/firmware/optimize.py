@@ -130,14 +130,17 @@ def op_uses(model) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for sg in model.subgraphs:
         for op in sg.operators:
-            if op.op == "CUSTOM":
-                continue
-            types = [sg.tensors[i].dtype for i in list(op.inputs) + list(op.outputs)
-                     if 0 <= i < len(sg.tensors)]
-            dtype = "float32" if "float32" in types else (types[0] if types else "")
-            if (op.op, dtype) not in out:
-                out.append((op.op, dtype))
+            use = op_use(sg, op)
+            if op.op != "CUSTOM" and use not in out:
+                out.append(use)
     return out
+
+
+def op_use(subgraph, op) -> tuple[str, str]:
+    """(op name, the dtype it computes in) of one operator of a subgraph (op_uses' rule)."""
+    types = [subgraph.tensors[i].dtype for i in list(op.inputs) + list(op.outputs)
+             if 0 <= i < len(subgraph.tensors)]
+    return op.op, "float32" if "float32" in types else (types[0] if types else "")
 
 
 def _uses(ops: Iterable[str | tuple[str, str]]) -> list[tuple[str, str | None]]:

@@ -343,8 +343,9 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
             f"{model_path.name} ({model.size:,} B) cannot fit the {board.flash_bytes:,} B of "
             f"application flash of the {board.name} (an empty sketch already takes "
             f"{board.baseline_flash:,} B)", hint="use a smaller model (fewer or int8 weights)")
-    opt, fp = _optimize_plan(optimize, model, board, runtime, fmt, fp, plan.size,
-                             input_source, profile)
+    from ..footprint import for_profile     # the optimization profile and its footprint
+    opt, fp, _ = for_profile(optimize, board, runtime, model, plan.size, input_source,
+                             profile, fmt)
     if not fp.fits_flash:
         warnings.append(f"estimated flash {fp.flash_bytes:,} B exceeds the board's "
                         f"{board.flash_bytes:,} B: the link will probably fail")
@@ -370,22 +371,6 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
         build_flags=build_flags(static_memory, profile) if fmt == "platformio" else [],
         lib_deps=lib_deps, imu=imu, mic=mic, footprint=fp, warnings=warnings, pipeline=pipe,
         optimize=opt)
-
-
-def _optimize_plan(requested: str | None, model: Model, board: Board, runtime: Runtime,
-                   fmt: str, fp, arena_bytes: int, input_source: str, profile: bool):
-    """The optimization profile (nanoml/firmware/optimize.py), judged on the footprint
-    of the speed build (nanoml/footprint.py) when the runtime has a measured table,
-    and the footprint of the profile chosen."""
-    from . import optimize
-    speed = None
-    if fmt == "platformio" and optimize.load_table(runtime.id) is not None:
-        from ..footprint import estimate
-        speed = estimate(board, runtime, model, arena_bytes, input_source, profile,
-                         optimize="speed")
-    opt = optimize.plan(requested, runtime, optimize.op_uses(model), fmt, board.flash_bytes,
-                        fp.flash_bytes, speed.flash_bytes if speed is not None else None)
-    return opt, (speed if opt.profile == "speed" and speed is not None else fp)
 
 
 def sensor_pipeline(model: Model, source: str, overrides: dict):
