@@ -12,7 +12,10 @@ from `kernels.operator_work`. The coefficients are fitted by non-negative least
 squares on relative error (each operator weighs the same whatever its size), so
 every coefficient stays a plausible "instructions per iteration" figure.
 
-Run: ``python -m nanoml.profile.coefficient_fit OUT.json MEASURED.json:MODELDIR [...]``.
+Run: ``python -m nanoml.profile.coefficient_fit OUT.json MEASURED.json:MODELDIR [...]``;
+``--like TABLE.json`` (first) starts a new OUT from that table's header (runtime, build,
+CPI, interpreter overhead), for another build's table (nanoml/profile/costmodel.py
+`coefficient_name`): then edit its `optimize`, `flags`, `float_abi`, `measured_on`.
 """
 
 from __future__ import annotations
@@ -94,6 +97,9 @@ def fit(rows, min_rel: float = 0.0) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    like = None
+    if argv and argv[0] == "--like":
+        like, argv = Path(argv[1]), argv[2:]
     out = Path(argv[0])
     pairs = []
     for spec in argv[1:]:
@@ -101,7 +107,8 @@ def main(argv: list[str]) -> int:
         pairs.append((Path(measured), Path(model_dir)))
     rows = collect(pairs)
     table = fit(rows)
-    existing = json.loads(out.read_text()) if out.exists() else {}
+    existing = json.loads((out if out.exists() else like).read_text()) \
+        if out.exists() or like else {}
     existing["paths"] = table
     out.write_text(json.dumps(existing, indent=1, sort_keys=False) + "\n")
     for path, v in table.items():

@@ -111,10 +111,7 @@ def _soft_kernels(model: Model, runtime_id: str, cm) -> dict:
     sg = model.main
     out = {}
     for op in sg.operators:
-        types = [sg.tensors[i].dtype for i in list(op.inputs) + list(op.outputs)
-                 if 0 <= i < len(sg.tensors)]
-        dtype = "float32" if "float32" in types else (types[0] if types else "")
-        if optimize.op_float_abi(table, op.op, dtype) == SOFT:
+        if optimize.op_float_abi(table, *optimize.op_use(sg, op)) == SOFT:
             out[op.index] = soft
     return out
 
