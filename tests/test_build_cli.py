@@ -78,7 +78,9 @@ def test_text_output_names_the_arena_and_files(tmp_path):
     r = _nanoml("build", p, "--no-compile", "--arena-margin", "10%", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "predicted" in r.stdout and "margin" in r.stdout and "(10%)" in r.stdout
-    assert "files: 14 written" in r.stdout      # + nanoml_flags.py (optimization profile)
+    written = json.loads((tmp_path / "m-firmware" / ".nanoml" / "manifest.json").read_text())
+    assert len(written["files"]) >= 14 and "nanoml_flags.py" in written["files"]
+    assert f"files: {len(written['files'])} written" in r.stdout
 
 
 def _toml_build(tmp_path, toml: str, *extra):
