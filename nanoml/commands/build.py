@@ -162,7 +162,7 @@ def render_generated(c, result) -> None:
             soft_wrap=True)
     o = s.optimize
     if o is not None:
-        own = sum(1 for f in o.files.values() if f[:-1] != o.base_flags)
+        own = o.tuned()
         c.print(f"optimization profile {o.profile} ({o.chosen_by}), float ABI {o.float_abi}"
                 + (f", {own} kernel source pattern(s) with their own flags" if own else "")
                 + (f", +{o.extra_flash_bytes:,} B of flash" if o.extra_flash_bytes else ""),

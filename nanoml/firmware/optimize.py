@@ -252,6 +252,10 @@ class OptimizePlan:
     table: str | None             # the table's data file, None without one
     notes: list[str] = field(default_factory=list)
 
+    def tuned(self) -> int:
+        """How many of `files`' globs get optimization flags other than the base."""
+        return sum(1 for f in self.files.values() if list(split_flags(f)[0]) != self.base_flags)
+
     def to_json(self) -> dict:
         return {"profile": self.profile, "chosen_by": self.chosen_by,
                 "float_abi": self.float_abi, "base_flags": self.base_flags,
