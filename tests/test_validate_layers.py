@@ -255,3 +255,25 @@ def test_a_divergent_run_matches_the_documented_schema(tmp_path):
         rc, doc = layers_json(GESTURE, "--port", vb.port)
     assert rc == 1 and doc["first_divergent"]
     check(doc, schema("validate-layers/1"), "validate --layers (divergent)")
+
+
+def test_over_the_link_of_nanoml_sim(tmp_path):
+    """The documented pair: `nanoml sim TAMPERED --input serial --layers --link L`,
+    then `validate ORIGINAL --layers --port L`."""
+    import time
+    copy, link = tmp_path / "tampered.tflite", tmp_path / "board"
+    k = tamper_weights(GESTURE, copy)
+    sim = subprocess.Popen([sys.executable, "-m", "nanoml", "sim", str(copy), "--input", "serial",
+                            "--layers", "--link", str(link), "--duration", "120"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 60
+        while not link.exists() and sim.poll() is None and time.monotonic() < end:
+            time.sleep(0.1)
+        assert link.exists(), sim.stderr.read() if sim.poll() is not None else "no link"
+        rc, doc = layers_json(GESTURE, "--port", link)
+    finally:
+        sim.terminate()
+        sim.wait(timeout=30)
+    assert rc == 1 and doc["source"] == "sim"           # a port like any; its res says sim=1
+    assert doc["first_divergent"]["index"] == k and doc["first_divergent"]["cause"] == "model"

@@ -73,6 +73,9 @@ def register(app: typer.Typer) -> None:
             if not model.exists():
                 raise InputError(f"{model}: no such file", "pass the path of a .tflite model")
             if layers:
+                if atol is not None:
+                    raise UsageError("--atol goes without --layers",
+                                     "with --layers: --tolerance-lsb N / --tolerance-rel R")
                 _layers(model, inputs, port, sim, limit, board, reference, tolerance_lsb,
                         tolerance_rel, report, timeout, deadline, labels, min_accuracy, json_out)
             if report is not None or tolerance_lsb is not None or tolerance_rel is not None \

@@ -116,6 +116,8 @@ def validate_layers_stream(link, ref: LayerReference, samples: list[list[bytes]]
         per_sample.append(s)
         for row, d in zip(res.rows, s.diffs):
             row.add(d, i)
+        if run.result.get("sim") and source == "device":
+            res.source = "sim"              # the port is a virtual board (its res says so)
         res.retries += run.retries
         res.corrupt_lines += run.corrupt_lines
         res.link_bytes += run.link_bytes
