@@ -170,6 +170,25 @@ def test_malformed_tables_are_refused(bad, what):
         optimize.parse_table(bad, "x")
 
 
+SHIPPED = sorted(Path(optimize.__file__).resolve().parent.parent.joinpath("data", "optimize")
+                 .glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_tables_load_and_name_library_sources(path):
+    from nanoml.runtimes import get_runtime
+    t = optimize.load_table(path.stem)
+    rt = get_runtime(path.stem)
+    assert t is not None and t.ops and t.base_flags == ("-Os",)
+    for name, e in t.ops.items():
+        assert name in rt.ops, name                          # a builtin op of the runtime
+        for glob in e.sources:
+            assert glob.startswith("src/") and ".." not in glob.split("/"), (name, glob)
+        if e.speed != optimize.BASE:                       # a choice has its code size
+            assert {optimize.BASE, e.speed} <= set(e.code_bytes), name
+    assert optimize.file_flags(t, [(n, "int8") for n in t.ops], "speed")
+
+
 # ---------------------------------------------------------------- build --optimize
 
 @pytest.fixture
