@@ -114,24 +114,26 @@ def to_html(r: ProfileResult) -> str:
             f"<td class=n>{share}</td><td class=n>{_cpm(layer)}</td>"
             f"<td><div class=bar title='{100 * layer.share:.1f}%'>"
             f"<span style='width:{pct:.1f}%'></span></div></td></tr>")
-    summary = "".join(f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _summary(r))
-    notes = "".join(f"<li>{e(n)}</li>" for n in r.notes)
-    errors = "".join(f"<li>{e(m)}</li>" for m in r.errors)
     return html_document(
-            f"nanoml profile: {r.model}",
-            f"<h1>nanoml profile</h1><table>{summary}</table>"
+            f"nanoml profile: {r.model}", "nanoml profile", _summary(r),
             "<h2>Per operator</h2><table><tr><th>#</th><th>op</th><th>output shape</th>"
             "<th>MACs</th><th>cycles</th><th>ms</th><th>%</th><th>cycles/MAC</th>"
-            f"<th>time</th></tr>{''.join(rows)}</table>"
-            + (f"<h2>Cannot run on the board</h2><ul>{errors}</ul>" if errors else "")
-            + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
+            f"<th>time</th></tr>{''.join(rows)}</table>",
+            [("Cannot run on the board", r.errors), ("Notes", r.notes)])
 
 
-def html_document(title: str, body: str) -> str:
-    """A self-contained page (inline CSS, no scripts) around `body` (HTML)."""
+def html_document(title: str, heading: str, summary: list[tuple[str, str]], body: str,
+                  lists: list[tuple[str, list[str]]] = ()) -> str:
+    """A self-contained page (inline CSS, no scripts): `heading`, the `summary`
+    (key, value) table, `body` (HTML), then each non-empty (title, items) list.
+    Text is escaped here; `body` is HTML already."""
+    e = html.escape
+    head = "".join(f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in summary)
+    tail = "".join(f"<h2>{e(t)}</h2><ul>{''.join(f'<li>{e(x)}</li>' for x in items)}</ul>"
+                   for t, items in lists if items)
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-            f"{body}</body></html>\n")
+            f"<title>{e(title)}</title><style>{_CSS}</style></head><body>"
+            f"<h1>{e(heading)}</h1><table>{head}</table>{body}{tail}</body></html>\n")
 
 
 def is_html(path) -> bool:

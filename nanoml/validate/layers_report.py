@@ -70,14 +70,11 @@ def to_html(r: LayersResult) -> str:
                     f"<td class=n>{lsb}</td><td class=n>{real}</td><td class=n>{rel}</td>"
                     f"<td class=n>{'-' if row.input is None else row.input}</td>"
                     f"<td>{e(verdict)}{' (first divergent)' if first else ''}</td></tr>")
-    head = "".join(f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in summary(r))
-    notes = "".join(f"<li>{e(n)}</li>" for n in r.notes)
     return html_document(
-        f"nanoml validate --layers: {r.model}",
-        f"<h1>nanoml validate --layers</h1><table>{head}</table>"
+        f"nanoml validate --layers: {r.model}", "nanoml validate --layers", summary(r),
         "<h2>Per operator</h2><table><tr><th>#</th><th>op</th><th>output</th><th>dtype</th>"
         "<th>max LSB</th><th>max real</th><th>relative</th><th>input</th><th></th></tr>"
-        f"{''.join(rows)}</table>" + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
+        f"{''.join(rows)}</table>", [("Notes", r.notes)])
 
 
 def render(r: LayersResult, path) -> str:
