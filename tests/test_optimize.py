@@ -88,6 +88,15 @@ def test_speed_flags_reach_exactly_the_kernels_of_the_model():
         assert flags(other) is None, other                        # not the model's
 
 
+def test_every_library_file_has_flags_in_the_build():
+    t = _test_table()
+    ops = [("CONV_2D", "int8"), ("SOFTMAX", "float32")]          # softmax: the FPU pays
+    assert optimize.flags_for_source(t, ops, "speed", KERNEL_CONV) == ["-O2", "-mfloat-abi=soft"]
+    assert optimize.flags_for_source(t, ops, "speed", INTERPRETER) == ["-Os", "-mfloat-abi=softfp"]
+    assert optimize.flags_for_source(t, [("CONV_2D", "int8")], "size", INTERPRETER) == \
+        ["-Os", "-mfloat-abi=soft"]
+
+
 def test_size_profile_keeps_the_base_flags_but_chooses_the_float_abi():
     t = _test_table()
     ops = [("FULLY_CONNECTED", "float32"), ("SOFTMAX", "float32")]

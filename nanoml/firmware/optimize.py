@@ -222,6 +222,17 @@ def source_flags(files: dict[str, list[str]], path: str,
     return hits[0] if len(hits) == 1 else combine(hits, base_flags, build_abi)
 
 
+def flags_for_source(table: OpTable, ops: Iterable[str | tuple[str, str]], profile: str,
+                     path: str) -> list[str]:
+    """Every library source's optimization flags and float ABI in the build nanoml
+    generates for these ops (a file no glob names: the base flags and the build's ABI),
+    e.g. for a harness that compiles the library itself."""
+    uses = _uses(ops)
+    abi = float_abi(table, uses)
+    hit = source_flags(file_flags(table, uses, profile), path, table.base_flags, abi)
+    return hit if hit is not None else list(table.base_flags) + [ABI_FLAG + abi]
+
+
 def extra_code_bytes(table: OpTable | None, ops: Iterable[str | tuple[str, str]],
                      profile: str) -> int | None:
     """Flash the profile adds over the base build, from the table's per-kernel code sizes
