@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   }
   // session <mic|imu> <max_rate>: stdin is commands and driver lines "push K" / "lost K"
   const int sensor = strcmp(argv[2], "mic") == 0 ? nanoml::kSensorMic : nanoml::kSensorImu;
-  const nanoml::CaptureConfig cfg = {sensor, (uint32_t)atoi(argv[3]), "nano33ble_sense", "rev1", "fw-test"};
+  const nanoml::CaptureConfig cfg = {sensor, (uint32_t)atoi(argv[3]), "nano33ble_sense", "rev1", "fw-test", false};
   static char line[nanoml::kCaptureLineBytes];
   nanoml::CaptureSession s(cfg, line, sizeof(line), sink, nullptr);
   uint32_t t = 0;
@@ -282,7 +282,7 @@ def test_capture_code_compiles_for_the_board(tmp_path):
                    'static void s(const char* l, size_t n, void*) { nanoml_sink(l, n); }\n'
                    'static char g_line[nanoml::kCaptureLineBytes];\n'
                    'static const nanoml::CaptureConfig kCfg = {nanoml::kSensorMic, 16000, "b", '
-                   '"rev1", "fw"};\n'
+                   '"rev1", "fw", false};\n'
                    'static nanoml::CaptureSession g_s(kCfg, g_line, sizeof(g_line), s, nullptr);\n'
                    'static nanoml::CommandParser g_p;\n'
                    'extern "C" void feed(unsigned char c, const short* pcm, unsigned n) {\n'

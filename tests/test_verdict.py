@@ -256,9 +256,10 @@ def test_ram_counts_the_arena_build_gives_and_nanoml_buffers(tmp_path):
     d = inspect_json(p)[1]
     ram = d["footprint"]["ram"]
     assert ram["arena"] >= d["arena_bytes"] + 1024 and ram["arena"] % 16 == 0
-    assert 1_400 <= ram["nanoml"] <= 2_000
+    # + 880 B since issue 12: the raw sample capture's line, frame and parser (measured)
+    assert 1_400 + 880 <= ram["nanoml"] <= 2_000 + 880
     gap = d["ram_bytes"] - (44_552 + d["arena_bytes"] + 1_024)     # the old formula
-    assert 2_400 <= gap <= 3_000
+    assert 2_400 + 880 <= gap <= 3_000 + 880
 
 
 @pytest.mark.parametrize("extra", [[], ["--input", "mic"], ["--input", "synthetic", "--profile"]])

@@ -13,9 +13,12 @@ Files (all owned by nanoml; see project.py for how they are written):
   nanoml_app.h/.cpp       Arduino/TFLM-free helpers (quantization, windows, lines)
   nanoml_protocol.h       the serial protocol (sketches/common)
   nanoml_cycles.h         DWT cycle counter
+  nanoml_capture.h        raw sample capture (cap/stop commands, smp frames)
   nanoml_input.h/.cpp     imu / mic input only
   nanoml_profiler.h       profiling firmware only (per-operator timing)
   nanoml_arena_probe.h    profiling firmware only (safe arena bisection)
+  nanoml_layers.h         layer-dump firmware only (lay/lch/lend framing, CRC-32)
+  nanoml_layer_hook.h     layer-dump firmware only (each operator's output from the profiler hook)
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from .spec import (ARENA_PROBE_UNSAFE_OPS, BAUD, HELLO_PERIOD_MS, MAX_OP_EVENTS,
 
 # Copied verbatim (no template).
 STATIC_FILES = ("model_data.h", "nanoml_ops.h", "nanoml_buffers.h", "nanoml_app.h",
-                "nanoml_app.cpp", "nanoml_cycles.h")
+                "nanoml_app.cpp", "nanoml_cycles.h", "nanoml_capture.h")
 # Sensor pipelines (mic/imu input with a pipeline): windows, conversion, decisions.
 PIPELINE_FILES = ("nanoml_window.h", "nanoml_recognizer.h")
+# Layer-dump build (--layers): the dump's framing and its TFLM hook.
+LAYER_FILES = ("nanoml_layers.h", "nanoml_layer_hook.h")
 # nanoml_app.h's TensorType (TfLiteType numbers).
 TYPE_CODES = {"float32": 1, "int8": 9, "uint8": 3, "int16": 7}
 # PDM gain of the pipeline firmware: the value TFLM's micro_speech example for
@@ -203,6 +208,7 @@ def context(spec: FirmwareSpec, local: LocalPackages | None = None,
         "runtime": spec.runtime,
         "input": spec.input,
         "profile": spec.profile,
+        "layers": spec.layers,
         "arena": spec.arena,
         "line_bytes": spec.line_bytes,
         "output_capacity": spec.output_capacity,
@@ -255,6 +261,9 @@ def render_sources(spec: FirmwareSpec, ctx: dict) -> dict[str, str]:
     if spec.profile:
         for name in ("nanoml_profiler.h", "nanoml_arena_probe.h"):
             out[name] = (sk / "firmware" / name).read_text()
+    if spec.layers:
+        for name in LAYER_FILES:
+            out[name] = (sk / "firmware" / name).read_text()
     return out
 
 
@@ -262,7 +271,7 @@ def render_sources(spec: FirmwareSpec, ctx: dict) -> dict[str, str]:
 SOURCE_NAMES = frozenset(STATIC_FILES + PIPELINE_FILES + (
     "nanoml_protocol.h", "main.cpp", "nanoml_config.h", "nanoml_ops.cpp", "nanoml_buffers.cpp",
     "model_data.cpp", "nanoml_input.h", "nanoml_input.cpp", "nanoml_profiler.h",
-    "nanoml_arena_probe.h"))
+    "nanoml_arena_probe.h") + LAYER_FILES)
 
 
 def is_generated_name(rel: str, folder: str) -> bool:

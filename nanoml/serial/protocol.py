@@ -69,6 +69,7 @@ CAP_WHY = {
     "ch": "channels not 1 (mic) or 3, 6, 9 (imu)",
     "busy": "a take is running (send `stop` first)",
     "idle": "`stop` with no take running",
+    "window": "`dwin on=1` to a firmware that keeps no raw window behind its detections",
     "crc": "checksum mismatch",
     "syntax": "a field missing, unknown or malformed, or the line too long",
 }

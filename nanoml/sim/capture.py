@@ -117,7 +117,7 @@ class CaptureEngine:
     """Answers capture commands and plays takes from `source` (see the module doc)."""
 
     def __init__(self, send, sources: dict, *, board: str, firmware: str, sensors=("mic", "imu"),
-                 imu_rate: int = 119, realtime: bool = False):
+                 imu_rate: int = 119, realtime: bool = False, windows: bool = False):
         from ..capture.link import board_revision
         self.send = send                  # send(msg_type, fields)
         self.sources = sources
@@ -129,6 +129,7 @@ class CaptureEngine:
         self.take_no = 0
         self.take = None                  # dict of the running take
         self.det_windows = False
+        self.windows = windows            # can send the raw window behind a detection
         self.samples_sent = 0
         self.frames_sent = 0
 
@@ -159,7 +160,7 @@ class CaptureEngine:
         if mtype == "stop":
             return "" if self.take is not None else "idle"
         if mtype == "dwin":
-            return ""
+            return "" if self.windows or not f["on"] else "window"
         if self.take is not None:
             return "busy"
         sensor = f["sensor"]

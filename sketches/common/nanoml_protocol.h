@@ -614,6 +614,7 @@ constexpr char kCapWhyRate[] = "rate";
 constexpr char kCapWhyCh[] = "ch";
 constexpr char kCapWhyBusy[] = "busy";
 constexpr char kCapWhyIdle[] = "idle";
+constexpr char kCapWhyWindow[] = "window";
 constexpr char kCapWhyCrc[] = "crc";
 constexpr char kCapWhySyntax[] = "syntax";
 

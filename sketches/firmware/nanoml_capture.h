@@ -28,6 +28,7 @@ struct CaptureConfig {
   const char* board;
   const char* rev;
   const char* fw;
+  bool windows;          // keeps the raw window behind a detection (dwin on=1 accepted)
 };
 
 inline uint32_t capture_spf(int sensor, uint32_t ch) {
@@ -70,6 +71,8 @@ class CaptureSession {
       why = capture_refusal(cfg_, cmd, active_);
     } else if (cmd.type == kCmdStop) {
       why = active_ ? nullptr : kCapWhyIdle;
+    } else if (cmd.type == kCmdDwin && cmd.on && !cfg_.windows) {
+      why = kCapWhyWindow;
     }
     send_cack(cmd.seq, why);
     if (why != nullptr) return;

@@ -4,6 +4,7 @@
 #define NANOML_INPUT_H_
 
 #include "nanoml_app.h"
+#include "nanoml_capture.h"
 
 namespace nanoml {
 
@@ -19,6 +20,15 @@ uint32_t input_dropped();
 // The last window's stream time and front-end time (a pipeline's res
 // fields); false when the input has no pipeline.
 bool input_stream_fields(StreamFields* out);
+
+// Raw sample capture (docs/protocol.md "Capture"). A take began: from now on
+// the sensor's samples go to the session, not to the model.
+void input_capture_begin(CaptureSession& s);
+// Moves new samples into the running take (bounded work per call); samples
+// the firmware lost become an index jump (CaptureSession::lost).
+void input_capture_poll(CaptureSession& s);
+// The take ended: the model's input starts again from fresh samples.
+void input_capture_end();
 
 }  // namespace nanoml
 
