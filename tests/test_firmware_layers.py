@@ -148,6 +148,45 @@ def test_tracker_counts_subgraph_0_operators_and_nested_runs(driver):
     assert out == ["0", "-1", "-1", "1", "2", "ops=3", "nested=2"]
 
 
+def test_hello_says_whether_the_firmware_dumps_layers(driver):
+    from nanoml.serial.layers import supports_layers
+    plain, layers = (P.parse_line(_run(driver, f"hello {x}\n")) for x in (0, 1))
+    assert isinstance(plain, P.Message) and isinstance(layers, P.Message)
+    assert not supports_layers(plain.fields) and "layers" not in plain.fields
+    assert supports_layers(layers.fields)
+
+
+def test_build_renders_the_layer_dump_firmware(tmp_path):
+    from firmware_helpers import make_model
+    from nanoml.firmware.build import BuildOptions, generate
+    from nanoml.model.tflite import load
+    from nanoml.serial.layers import layer_line_bytes
+    model = make_model(tmp_path / "m.tflite", (1, 8), 4)
+    res = generate(BuildOptions(model=model, out=tmp_path / "p", compile=False, layers=True))
+    src = res.project_dir / "src"
+    assert (src / "nanoml_layers.h").is_file() and (src / "nanoml_layer_hook.h").is_file()
+    assert "#define NANOML_LAYERS 1" in (src / "nanoml_config.h").read_text()
+    assert res.spec.layers and "-DTF_LITE_STRIP_ERROR_STRINGS" not in res.spec.build_flags
+    assert res.spec.line_bytes >= layer_line_bytes(load(model)) >= P.MAX_LINE_LENGTH
+    plain = generate(BuildOptions(model=model, out=tmp_path / "q", compile=False))
+    assert not (plain.project_dir / "src" / "nanoml_layers.h").exists()
+    assert "#define NANOML_LAYERS 0" in (plain.project_dir / "src" / "nanoml_config.h").read_text()
+    assert "-DTF_LITE_STRIP_ERROR_STRINGS" in plain.spec.build_flags
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--input", "synthetic"], "needs --input serial"),
+    (["--profile"], "choose one"),
+])
+def test_layer_build_refuses_what_it_cannot_do(tmp_path, args, says):
+    from firmware_helpers import make_model
+    from mutants import run_cli
+    model = make_model(tmp_path / "m.tflite", (1, 8), 4)
+    r = run_cli(["build", str(model), "--layers", "--no-compile", "--out", str(tmp_path / "p"),
+                 *args], timeout=120)
+    assert r.exit_code == 2 and says in r.stderr and "Traceback" not in r.stderr
+
+
 @needs_arm
 def test_layer_dump_code_compiles_for_cortex_m4(tmp_path):
     sk = ROOT / "sketches"

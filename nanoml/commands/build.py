@@ -8,7 +8,7 @@ import typer
 
 from ._common import (BOARD_OPTION, JSON_OPTION, POSITIVE, RUNTIME_OPTION, InputSource,
                       OptimizeProfile, ProjectFormat, arena_option, console, decision_option, emit_json, esc,
-                      frontend_option, handle_errors, labels_option, model_ref, names,
+                      frontend_option, handle_errors, labels_option, layers_option, model_ref, names,
                       show_progress, stride_ms_option, stride_option, threshold_option,
                       optimize_option, timeout_option, value_of)
 
@@ -47,6 +47,9 @@ def register(app: typer.Typer) -> None:
         profile: bool = typer.Option(False, "--profile",
                                      help="Profiling firmware: per-operator cycles ('op' lines) "
                                           "and an arena bisection at start-up ('arena' line)."),
+        layers: bool = layers_option("Layer-dump firmware (--input serial): for each input "
+                                     "frame, every operator's output ('lay'/'lch' lines), "
+                                     "for `nanoml validate --layers`."),
         force: bool = typer.Option(False, "--force",
                                    help="Overwrite files in --out that nanoml did not write or "
                                         "that were edited."),
@@ -85,7 +88,8 @@ def register(app: typer.Typer) -> None:
                                 rate_hz=rate, interval_ms=interval_ms, profile=profile,
                                 compile=not no_compile, force=force, config=config,
                                 packages_dir=packages_dir, verbose=verbose, timeout=timeout,
-                                pipeline=overrides, optimize=value_of(optimize))
+                                pipeline=overrides, optimize=value_of(optimize),
+                                layers=layers)
             if json_out:
                 result = build(opts)
                 emit_json(to_json(result), "build/1", result.exit_code)
@@ -142,7 +146,8 @@ def render_generated(c, result) -> None:
     a = s.arena
     c.print(f"[bold]{escape(str(result.project_dir))}[/]  ({s.fmt}) {escape(s.model_path.name)} -> "
             f"{escape(s.board.name)}, {s.runtime.name} {s.runtime.version}, input {s.input}"
-            + (", profiling" if s.profile else ""), soft_wrap=True)
+            + (", profiling" if s.profile else "") + (", layer dumps" if s.layers else ""),
+            soft_wrap=True)
     c.print(f"ops ({len(s.ops)}): " + escape(", ".join(o.name for o in s.ops)), soft_wrap=True)
     if a.forced:
         c.print(f"arena {a.size:,} B (forced; predicted minimum "

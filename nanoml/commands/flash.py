@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ._common import (BOARD_OPTION, JSON_OPTION, POSITIVE, RUNTIME_OPTION, InputSource,
-                      arena_option, console, emit_json, esc, handle_errors, port_option,
+                      arena_option, console, emit_json, esc, handle_errors, layers_option, port_option,
                       show_progress, value_of)
 
 
@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         arena_margin: str = typer.Option(None, "--arena-margin",
                                          help="MODEL only: margin over the predicted arena."),
         profile: bool = typer.Option(False, "--profile", help="MODEL only: profiling firmware."),
+        layers: bool = layers_option("MODEL only: layer-dump firmware (--input serial), for "
+                                     "`nanoml validate --layers`."),
         build_timeout: float = typer.Option(1800, "--build-timeout", callback=POSITIVE,
                                             help="Limit for the build step, seconds."),
         upload_timeout: float = typer.Option(180, "--upload-timeout", callback=POSITIVE,
@@ -45,7 +47,7 @@ def register(app: typer.Typer) -> None:
             bopts = BuildOptions(model=target, board=board, runtime=runtime,
                                  input=value_of(input_source),
                                  out=out, arena=arena, arena_margin=arena_margin, profile=profile,
-                                 verbose=verbose)
+                                 layers=layers, verbose=verbose)
             opts = FlashOptions(target=target, port=port, board=board, build=bopts,
                                 build_timeout=build_timeout, upload_timeout=upload_timeout,
                                 verbose=verbose)

@@ -47,6 +47,7 @@ class BuildOptions:
     # Overrides of the model's pipeline (mic/imu): store.resolve's keyword arguments.
     pipeline: dict | None = None
     optimize: str | None = None     # optimization profile (None: the default)
+    layers: bool = False            # layer-dump build (docs/build.md "Layer-dump build")
 
 
 @dataclass
@@ -109,7 +110,8 @@ def generate(opts: BuildOptions) -> BuildResult:
         out = cwd / out
     spec = make_spec(opts.model, opts.board, opts.runtime, opts.input, opts.fmt, opts.arena,
                      opts.arena_margin, opts.rate_hz, opts.interval_ms, opts.profile,
-                     project_dir=out, pipeline=opts.pipeline, optimize=opts.optimize)
+                     project_dir=out, pipeline=opts.pipeline, optimize=opts.optimize,
+                     layers=opts.layers)
     sketch_name = None
     if spec.fmt == "arduino":
         sketch_name = out.name
@@ -129,7 +131,8 @@ def generate(opts: BuildOptions) -> BuildResult:
         spec.warnings.append(f"{local.source}: not used by this build, ignored: "
                              + ", ".join(local.unused))
     meta = {"format": spec.fmt, "board": spec.board.id, "runtime": spec.runtime.id,
-            "input": spec.input, "profile": spec.profile, "model": Path(spec.model_path).name,
+            "input": spec.input, "profile": spec.profile, "layers": spec.layers,
+            "model": Path(spec.model_path).name,
             "model_sha256": spec.model.sha256, "arena_bytes": spec.arena.size,
             "optimize": spec.optimize.profile if spec.optimize is not None else None,
             "env": platformio_env(spec) if spec.fmt == "platformio" else None}

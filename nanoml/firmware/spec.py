@@ -77,6 +77,7 @@ class FirmwareSpec:
     warnings: list[str] = field(default_factory=list)
     pipeline: object | None = None   # nanoml.pipeline.spec.Pipeline (mic/imu), or None
     optimize: object | None = None   # nanoml.firmware.optimize.OptimizePlan
+    layers: bool = False             # layer-dump build (every operator's output per frame)
 
     @property
     def nanoml_version(self) -> str:
@@ -88,7 +89,7 @@ class FirmwareSpec:
                       "sha256": self.model.sha256},
             "board": self.board.id, "runtime": self.runtime.id, "input": self.input,
             "format": self.fmt, "rate_hz": self.rate_hz if self.input in ("imu", "mic") else None,
-            "profile": self.profile,
+            "profile": self.profile, "layers": self.layers,
             "ops": [o.to_json() for o in self.ops], "arena": self.arena.to_json(),
             "static_memory": self.static_memory, "build_flags": self.build_flags,
             "lib_deps": self.lib_deps,
@@ -159,15 +160,31 @@ def _tensor_text_len(t) -> int:
 
 
 def line_buffer_bytes(model: Model, op_sequence: list[str], n_outputs_total: int,
-                      quantized_outputs: bool) -> int:
-    """Bytes for the longest line the firmware writes (hello or res), with room to spare."""
+                      quantized_outputs: bool, layers: bool = False) -> int:
+    """Bytes for the longest line the firmware writes (hello or res; with `layers`
+    also the layer dump's, nanoml.serial.layers.layer_line_bytes), with room to spare."""
     hello = (200 + sum(len(o) + 1 for o in op_sequence)
              + sum(_tensor_text_len(t) + 1 for t in model.input_tensors + model.output_tensors))
     res = 64 + n_outputs_total * (FLOAT_CHARS + 1)
     if quantized_outputs:
         res += n_outputs_total * 12
     need = max(hello, res, 256) + 64
+    if layers:
+        from ..serial.layers import layer_line_bytes
+        need = max(need, layer_line_bytes(model))
     return (need + 63) // 64 * 64
+
+
+def _check_layers(model: Model, layers: bool, input_source: str, profile: bool) -> None:
+    """The layer-dump build runs on the host's input frames, without profiling."""
+    if not layers:
+        return
+    if input_source != "serial":
+        raise UsageError("--layers dumps the layers of the host's input frames: it needs "
+                         "--input serial", hint="build with --input serial --layers")
+    if profile:
+        raise UsageError("--layers and --profile are two debug builds: choose one",
+                         hint="--profile times the operators, --layers sends their outputs")
 
 
 def build_flags(static_memory: bool, profile: bool) -> list[str]:
@@ -284,12 +301,14 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
               arena_margin: str | int | None = None, rate_hz: int | None = None,
               interval_ms: int = 0, profile: bool = False,
               project_dir: Path | None = None,
-              pipeline: dict | None = None, optimize: str | None = None) -> FirmwareSpec:
+              pipeline: dict | None = None, optimize: str | None = None,
+              layers: bool = False) -> FirmwareSpec:
     """Check and describe a firmware build. `project_dir`: the output folder, where
     `nanoml profile` may have recorded the arena measured on the board. `pipeline`:
     overrides of the model's stored pipeline (`nanoml.pipeline.store.resolve`'s
     keyword arguments); mic/imu input only. `optimize`: the optimization profile
-    (`speed`/`size`; None: the default, nanoml/firmware/optimize.py)."""
+    (`speed`/`size`; None: the default, nanoml/firmware/optimize.py). `layers`: the
+    layer-dump build (serial input; not with `profile`)."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
     model_path = Path(model_path)
@@ -304,6 +323,7 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
         imu["channels"] = pipe.channels
     if interval_ms < 0:
         raise UsageError("--interval-ms must not be negative")
+    _check_layers(model, layers, input_source, profile)
 
     # The Arduino IDE cannot pass -DTF_LITE_STATIC_MEMORY to a library.
     static_memory = runtime.static_memory and fmt == "platformio"
@@ -332,7 +352,10 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
                             for t in model.output_tensors)
 
     from ..model.verdict import assess   # the verdict and footprint inspect gives
-    verdict = assess(model, board, runtime, input_source, profile, arena_bytes=plan.size)
+    # the layer-dump build keeps TFLM's error strings and profiler hook, as the
+    # profiling build does: counted as one (docs/build.md "Layer-dump build")
+    verdict = assess(model, board, runtime, input_source, profile or layers,
+                     arena_bytes=plan.size)
     fp = verdict.footprint
     if verdict.verdict.blocking():
         raise UsageError(f"{model_path.name} cannot run on {runtime.name} {runtime.version}: "
@@ -345,7 +368,7 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
             f"{board.baseline_flash:,} B)", hint="use a smaller model (fewer or int8 weights)")
     from ..footprint import for_profile     # the optimization profile and its footprint
     opt, fp, _ = for_profile(optimize, board, runtime, model, plan.size, input_source,
-                             profile, fmt)
+                             profile or layers, fmt)
     if not fp.fits_flash:
         warnings.append(f"estimated flash {fp.flash_bytes:,} B exceeds the board's "
                         f"{board.flash_bytes:,} B: the link will probably fail")
@@ -366,11 +389,11 @@ def make_spec(model_path: str | Path, board_id: str | None = None, runtime_id: s
         model_path=model_path, model=model, name=c_name(model_path.stem), board=board,
         runtime=runtime, input=input_source, fmt=fmt, rate_hz=rate, interval_ms=interval_ms,
         profile=profile, ops=ops, op_sequence=sequence, arena=plan,
-        line_bytes=line_buffer_bytes(model, sequence, outputs_total, quantized_outputs),
+        line_bytes=line_buffer_bytes(model, sequence, outputs_total, quantized_outputs, layers),
         output_capacity=max(outputs_total, 1), static_memory=static_memory,
-        build_flags=build_flags(static_memory, profile) if fmt == "platformio" else [],
+        build_flags=build_flags(static_memory, profile or layers) if fmt == "platformio" else [],
         lib_deps=lib_deps, imu=imu, mic=mic, footprint=fp, warnings=warnings, pipeline=pipe,
-        optimize=opt)
+        optimize=opt, layers=layers)
 
 
 def sensor_pipeline(model: Model, source: str, overrides: dict):

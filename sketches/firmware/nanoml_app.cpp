@@ -336,7 +336,7 @@ void field_tensors(LineWriter& w, const char* key, const TensorInfo* t, size_t n
 
 }  // namespace
 
-size_t write_hello(LineWriter& w, const DeviceInfo& d) {
+size_t write_hello(LineWriter& w, const DeviceInfo& d, bool layers) {
   w.begin("hello");
   w.field_uint("proto", static_cast<uint32_t>(kProtocolVersion));
   w.field("fw", d.firmware);
@@ -350,6 +350,7 @@ size_t write_hello(LineWriter& w, const DeviceInfo& d) {
   field_tensors(w, "out", d.outputs, d.n_outputs);
   w.field("input", d.input_source);
   w.field_uint("sim", 0);
+  if (layers) w.field_uint("layers", 1);
   return w.finish();
 }
 

@@ -168,7 +168,8 @@ struct StreamFields {
 
 // Protocol lines (docs/protocol.md). Each returns the line length, 0 when it
 // did not fit in the writer's buffer (then nothing must be sent).
-size_t write_hello(LineWriter& w, const DeviceInfo& d);
+// `layers`: the layer-dump build (hello `layers=1`).
+size_t write_hello(LineWriter& w, const DeviceInfo& d, bool layers = false);
 // `values`/`raw` are scratch arrays of `capacity` elements (all outputs,
 // concatenated). `frame` is the host frame answered, or -1 for none;
 // `stream` the pipeline's fields, or nullptr.

@@ -5,10 +5,12 @@
 //        <why|-> <hex|->                a lay header + its lch chunks (cap: line buffer bytes)
 //   end <frame> <ops> <sent> <nested>   the lend line
 //   track <b|e>...  .                   LayerTracker: one result per e (op index or -1)
+//   hello <0|1>                         write_hello (nanoml_app) with layers off / on
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "nanoml_app.h"
 #include "nanoml_layers.h"
 
 using namespace nanoml;
@@ -79,6 +81,18 @@ int main() {
         }
       }
       printf("ops=%lu nested=%lu\n", (unsigned long)tr.ops(), (unsigned long)tr.nested());
+    } else if (!strcmp(cmd, "hello")) {   // hello <layers 0|1>: write_hello of nanoml_app
+      int layers;
+      if (scanf("%d", &layers) != 1) return 2;
+      int8_t in[4];
+      int dims[2] = {1, 4};
+      TensorInfo t = {kTypeInt8, dims, 2, 0.5f, 0, reinterpret_cast<uint8_t*>(in), sizeof(in)};
+      const char* ops[] = {"FULLY_CONNECTED"};
+      DeviceInfo d = {"nanoml-test", "0123456789ab", "nano33ble_sense", "chirale_2.0.0",
+                      "serial", 4096, 1234, ops, 1, &t, 1, &t, 1};
+      LineWriter w(line, sizeof(line));
+      const size_t len = write_hello(w, d, layers != 0);
+      fwrite(w.data(), 1, len, stdout);
     } else {
       return 2;
     }
