@@ -174,12 +174,26 @@ class _SaveHooks:
             pass
 
     def tap(self, parsed) -> None:
+        from ..serial.protocol import Message
         self.saver.port = self.saver.port or self.port
+        if isinstance(parsed, Message) and parsed.type == "cack" and parsed.known \
+                and parsed.fields.get("seq") == self._seq and not parsed.fields.get("ok"):
+            self.refused = parsed.fields.get("why") or "?"
+            self.warn = True
         self.new += self.saver.feed(parsed)
+
+    refused = None                  # the firmware's why= when it refused `dwin`
+    warn = False
 
     def batch(self, batch):
         import time
         out = [(r, raw) for r, raw in batch if r.get("type") not in self.WINDOW_TYPES]
+        if self.warn:
+            self.warn = False
+            msg = (f"the firmware does not send detection windows (cack why={self.refused}): "
+                   "--save keeps nothing from this board")
+            out.append(({"type": "status", "t": time.time(), "event": "no-windows",
+                         "port": self.port, "message": msg}, msg))
         for e in self.new:
             rec = {"type": "saved", "t": time.time(), "file": e["file"], "label": e["label"],
                    "predicted": e["predicted"], "score": e["score"], "det_seq": e["det_seq"],
@@ -190,7 +204,8 @@ class _SaveHooks:
 
     def summary(self) -> dict:
         s = self.saver
-        return {"dir": str(s.out), "windows": len(s.saved), "with_gaps": s.with_gaps}
+        return {"dir": str(s.out), "windows": len(s.saved), "with_gaps": s.with_gaps,
+                "refused": self.refused}
 
 
 def _model_labels(model: Path) -> list[str] | None:
