@@ -84,3 +84,24 @@ def test_labels_from_the_board_are_made_plain_names():
     assert safe_label("../etc") == "etc"
     assert safe_label("a/b c") == "a_b_c"
     assert safe_label("") == "unlabelled"
+
+
+def test_monitor_save_says_when_the_firmware_sends_no_windows(tmp_path):
+    """A board that refuses `dwin` (cack why=window, as the firmware does today):
+    one no-windows status, the monitor goes on, saved.refused says why."""
+    from capture_fakes import start_fake_board
+    from mutants import run_cli
+    fake = start_fake_board("ok", sensor="mic")
+    try:
+        r = run_cli(["monitor", "--port", fake.port, "--json", "--duration", "2.5",
+                     "--save", str(tmp_path / "m")], timeout=60)
+    finally:
+        fake.stop()
+    assert r.exit_code == 0, r.stderr
+    recs = [json.loads(line) for line in r.stdout.splitlines()]
+    warn = [d for d in recs if d["type"] == "status" and d["event"] == "no-windows"]
+    assert len(warn) == 1 and "why=window" in warn[0]["message"]
+    assert recs[-1]["saved"] == {"dir": str(tmp_path / "m"), "windows": 0, "with_gaps": 0,
+                                 "refused": "window"}
+    from test_json_schema import check, schema
+    check(recs[-1], schema("monitor/1 summary"), "monitor --save summary")
