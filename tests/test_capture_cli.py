@@ -469,3 +469,11 @@ def test_the_live_view_is_drawn_on_a_terminal_only(tmp_path):
     assert "dBFS" not in out and "2 of 2 take(s) written" in out
     rc, out, err = _run_with_tty_stderr(*args, "--out", tmp_path / "b", "--json")
     assert rc == 0 and json.loads(out)["written"] == 2 and "dBFS" not in err
+
+
+def test_an_imu_column_may_carry_its_unit(tmp_path):
+    """The CSV capture writes (`ax[g]`) reads back, in any order, with other columns."""
+    from nanoml.pipeline.imu import read_csv
+    p = tmp_path / "t.csv"
+    p.write_text("t_us,AY[g], ax[g] ,note\n0,0.5,-1.25,x\n10000,2,3,y\n")
+    assert read_csv(p, ["ax", "ay"]).tolist() == [[-1.25, 0.5], [3.0, 2.0]]
