@@ -5,7 +5,9 @@ away, sensors a board does not have."""
 
 from __future__ import annotations
 
+import time
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,3 +211,75 @@ def test_assembler_reports_missing_tail_frames_and_a_lost_end():
     assert end.dropped == 1 and not end.complete
     a.feed(_cst(2))
     assert a.lost().why == "error" and not a.active
+
+
+KEYWORD = Path(__file__).resolve().parents[1] / "examples" / "keyword" / "keyword_int8.tflite"
+
+
+@pytest.fixture(scope="module")
+def eager_keyword(tmp_path_factory):
+    """The keyword example with a decision that fires on (nearly) every result."""
+    from mutants import run_cli
+    out = tmp_path_factory.mktemp("kw") / "k.tflite"
+    r = run_cli(["pipeline", str(KEYWORD), "--frontend", "micro_speech", "--labels", "a,b,c,d",
+                 "--stride-ms", "200", "--threshold", "1", "--minimum-count", "1",
+                 "--suppression-ms", "0", "--out", str(out)], timeout=120)
+    assert r.exit_code == 0, r.stderr
+    return out
+
+
+def _board_lines(vb, send: bytes, until: bytes, timeout: float = 60.0) -> list:
+    import serial
+    from nanoml.serial.stream import StreamDecoder
+    dec, out = StreamDecoder(), []
+    with serial.Serial(vb.port, 115200, timeout=0.1) as port:
+        port.write(send)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not any(
+                getattr(p, "type", None) == until.decode() for p in out):
+            out += dec.feed(port.read(8192))
+    return out
+
+
+def test_the_virtual_board_sends_the_raw_window_behind_each_detection(eager_keyword, tmp_path):
+    from nanoml.sim.board import VirtualBoard
+    rng = np.random.default_rng(3)
+    src = rng.integers(-3000, 3000, size=3 * 16000).astype(np.int16)
+    wav = _wav(tmp_path / "noise.wav", src)
+    vb = VirtualBoard(eager_keyword, source=wav, fast=True).start()
+    try:
+        lines = _board_lines(vb, b"\n" + encode_line("dwin", {"seq": 1, "on": True}) +
+                             encode_line("cap", {"seq": 2, "sensor": "mic", "rate": 16000,
+                                                 "ch": 1, "n": 10}) + b"~nm foo*0000\r\n",
+                             until=b"end")
+    finally:
+        vb.stop()
+    msgs = [p for p in lines if hasattr(p, "fields")]
+    acks = [(m.fields["seq"], m.fields["ok"], m.fields.get("why")) for m in msgs
+            if m.type == "cack"]
+    assert acks == [(1, True, None), (2, False, "sensor")]       # no takes on a model's board
+    assert [m.fields["why"] for m in msgs if m.type == "ack"] == ["type"]
+    a, res_t, windows = TakeAssembler(), {}, []
+    for m in msgs:
+        if m.type == "res":
+            res_t[m.fields["seq"]] = m.fields["t_ms"]
+        for ev in a.feed(m):
+            if isinstance(ev, TakeStart):
+                start, blocks = ev, []
+            elif isinstance(ev, TakeEnd):
+                assert ev.complete
+                windows.append((start.det, np.concatenate([b.data for b in blocks])))
+            elif hasattr(ev, "data"):
+                blocks.append(ev)
+    dets = [m.fields["seq"] for m in msgs if m.type == "det"]
+    assert len(dets) >= 5 and [d for d, _ in windows] == dets
+    n = (49 - 1) * 320 + 480                        # the 49 frames the front end saw
+    for det, w in windows:
+        end = res_t[det] * 16                       # t_ms = end * 1000 // 16000, exact here
+        assert len(w) == n and np.array_equal(w, src[end - n:end]), det
+
+
+def test_dwin_is_refused_by_a_board_without_detections():
+    with open_link(sim=True, fast=True) as link:
+        with pytest.raises(CaptureError, match="why=window"):
+            link.set_detection_windows(True)

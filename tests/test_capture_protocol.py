@@ -150,6 +150,32 @@ def test_an_input_frame_is_left_to_the_frame_parser():
     assert parse_command(b"~nm in seq=1") is None
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_every_type_rejection_of_the_frame_parser_ends_as_one_command_event(seed):
+    """The serial firmware holds back a FrameParser "why=type" until the command
+    parser reports that line's end (kOther: the ack goes out; a command: a cack
+    instead). That needs the two to agree line by line: one command-parser
+    event for every type rejection, in order, and none for an input frame."""
+    from nanoml.serial.frames import FrameParser
+    rng = random.Random(seed)
+    data = _mutants(rng, 2000) + b"\n~nm in*1234\r\n~nm in\r\n~nm \n~nm in seq=1\n"
+    fp, cp = FrameParser(64), CommandParser()
+    pending, unmatched, events = 0, 0, 0
+    for k in range(len(data)):
+        byte = data[k:k + 1]                 # the firmware's order: frame parser first
+        for ev in fp.feed(byte):
+            if not ev.ok and ev.reason == "type":
+                pending += 1
+        assert pending <= 1
+        for ev in cp.feed(byte):
+            events += 1
+            if pending:
+                pending -= 1
+            else:
+                unmatched += 1
+    assert unmatched == 0 and pending == 0 and events > 500
+
+
 def _mutants(rng: random.Random, n: int) -> bytes:
     good = [_cmd("cap", **CAP), _cmd("cap", seq=2, sensor="imu", rate=100, ch=9, n=0),
             _cmd("stop", seq=3), _cmd("dwin", seq=4, on=False), P.encode_frame(5, b"\x01\x02"),

@@ -57,6 +57,7 @@ class LinkInfo:
     port: str | None = None
     proto: int | None = None
     sensors: list[str] = field(default_factory=list)   # what capture can use on this board
+    serial_number: str | None = None                   # the USB serial number (a board's port)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -577,7 +578,8 @@ def open_link(port: str | None = None, sim: bool = False, source: str | Path | N
         path = vb.port
     else:
         from ..serial.ports import find_board_port
-        path = find_board_port(board_id, port).device
+        found = find_board_port(board_id, port)
+        path = found.device
     from ..serial.ports import open_port
     try:
         ser = open_port(path, baud, timeout=0.05)
@@ -586,6 +588,7 @@ def open_link(port: str | None = None, sim: bool = False, source: str | Path | N
             vb.stop()
         raise
     link = CaptureLink(ser, port=path, board_id=board_id, sim_board=vb)
+    link.info.serial_number = None if vb is not None else found.serial_number
     if vb is not None:
         link.info.firmware = vb.engine.firmware
         link.info.sensors = [s for s in vb.samples if s in link.info.sensors]

@@ -61,8 +61,10 @@ def _parse(line: bytes, overflow: bool) -> CommandEvent | None:
         if 0 <= k < end:
             end = k
     mtype = head[:end].decode("latin-1")
+    if mtype == "in" and head[end:end + 1] == b" ":
+        return None                      # an input frame: the FrameParser's
     if mtype == "in":
-        return None
+        return CommandEvent("other", mtype)
     if mtype not in COMMAND_TYPES:
         return CommandEvent("other", mtype)
     if overflow:

@@ -118,6 +118,13 @@ class VirtualBoard:
         self._thread: threading.Thread | None = None
         self._parser = FrameParser(self.model.input_bytes)
         self._seq = 0
+        # capture commands (docs/protocol.md "Capture"): detection windows on request
+        from collections import deque
+        from ..serial.commands import CommandParser
+        self._commands = CommandParser()
+        self._type_pending: deque = deque()  # "why=type" acks held to their line's end
+        self._det_windows = False
+        self._takes = 0
         # --source FILE: the file plays into the board's sensor once a host opens the port
         self.source = None
         self.fast = fast
@@ -289,8 +296,30 @@ class VirtualBoard:
                                "score": det.score, "t_ms": det.t_ms, "sim": True})
             self.source.dets += 1
             self.stats.dets += 1
+            if self._det_windows:
+                self._send_window(w.index)
         self._seq = (self._seq + 1) & 0xFFFFFFFF
         return self._done()
+
+    def _send_window(self, index: int) -> None:
+        """The raw samples behind the detection just sent, as a take (det=seq)."""
+        from .capture import send_window, window_span
+        start, end = window_span(self.source.pipe, index)
+        self._takes = (self._takes + 1) & 0xFFFFFFFF
+        send_window(self._send, self._takes, self.source.pipe, self.source.data[start:end],
+                    self._seq, board=self.board, firmware=f"nanoml-sim-{__version__}")
+
+    def _capture_command(self, ev) -> None:
+        """cap/stop/dwin: this board's sensor plays into its model, so it takes no
+        capture takes (`nanoml capture --sim` has a board of its own); it sends the
+        window behind each detection when asked (dwin on=1) and it has detections."""
+        why = ev.why if ev.kind == "rejected" else {"cap": "sensor", "stop": "idle"}.get(ev.type)
+        if ev.kind == "command" and ev.type == "dwin":
+            can = self.source is not None and self.source.recognizer is not None
+            why = None if can or not ev.fields["on"] else "window"
+            if why is None:
+                self._det_windows = bool(ev.fields["on"])
+        self._send("cack", {"seq": ev.seq, "ok": why is None, "why": why})
 
     def _drain(self, timeout: float = 5.0) -> None:
         """Wait until the host has read what the board wrote (the slave side's
@@ -316,7 +345,11 @@ class VirtualBoard:
             if e.errno == errno.EIO:       # no slave open: cannot happen, we hold it
                 return
             raise
+        commands = self._commands.feed(data)
         for ev in self._parser.feed(data):
+            if not ev.ok and ev.reason == "type":     # a capture command, or answered below
+                self._type_pending.append(ev.seq)
+                continue
             if not ev.ok:
                 self.stats.frames_rejected += 1
                 self._send("ack", {"seq": ev.seq, "ok": False, "why": ev.reason})
@@ -328,6 +361,13 @@ class VirtualBoard:
             self.stats.frames_ok += 1
             self._send("ack", {"seq": ev.seq, "ok": True})
             self._infer(self.model.split_payload(ev.payload), frame=ev.seq)
+        for ev in commands:                  # one per "~nm " line that is not an input frame
+            seq = self._type_pending.popleft() if self._type_pending else 0
+            if ev.kind == "other":
+                self.stats.frames_rejected += 1
+                self._send("ack", {"seq": seq, "ok": False, "why": "type"})
+            else:
+                self._capture_command(ev)
 
     # -- lines -------------------------------------------------------------
     def _send_hello(self) -> None:

@@ -228,3 +228,39 @@ class CaptureEngine:
         self.send("cend", {"take": t["take"], "samples": t["i"], "frames": t["seq"], "drop": 0,
                            "why": why, "sim": True})
         self.take = None
+
+
+def window_span(pipe, index: int) -> tuple[int, int]:
+    """Samples [start, end) of the source behind window `index` of `pipe` (what
+    the front end or the IMU window saw for that result; nanoml/pipeline/stream.py
+    and imu.py cut them the same way)."""
+    if pipe.source == "mic":
+        last = pipe.frames - 1 + index * pipe.stride_frames        # its last front-end frame
+        end = last * pipe.step_samples + pipe.window_samples
+        return end - ((pipe.frames - 1) * pipe.step_samples + pipe.window_samples), end
+    start = index * int(pipe.window["stride"])
+    return start, start + int(pipe.window["samples"])
+
+
+def send_window(send, take: int, pipe, data, det: int, *, board: str, firmware: str) -> None:
+    """One detection window as a whole take: cst (det=), smp frames, cend."""
+    from ..capture.link import board_revision
+    mic = pipe.source == "mic"
+    names = ["mic"] if mic else list(pipe.imu.channels)
+    units = ["pcm16"] if mic else [IMU_UNITS[c[0]] for c in names]
+    ch = len(names)
+    spf = samples_per_frame("mic" if mic else "imu", ch)
+    rate = int(pipe.sample_rate)
+    send("cst", {"take": take, "sensor": "mic" if mic else "imu", "rate": rate, "ch": ch,
+                 "n": len(data), "fmt": "i16" if mic else "f32", "names": names,
+                 "units": units, "spf": spf, "board": board, "rev": board_revision(board),
+                 "fw": firmware, "det": det, "sim": True})
+    frames = 0
+    for i in range(0, len(data), spf):
+        block = data[i:i + spf]
+        send("smp", {"take": take, "seq": frames, "i": i, "n": len(block),
+                     "d": block.astype("<i2" if mic else "<f4").tobytes(),
+                     "t_us": (i * 1_000_000 // rate) & 0xFFFFFFFF})
+        frames += 1
+    send("cend", {"take": take, "samples": len(data), "frames": frames, "drop": 0,
+                  "why": "done", "sim": True})

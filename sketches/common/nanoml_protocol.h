@@ -631,7 +631,7 @@ struct Command {
   bool on;         // dwin
 };
 
-// kNone: nothing (mid-line, a foreign line, an `in` frame); kCommand: a
+// kNone: nothing (mid-line, a foreign line, an `in ` frame); kCommand: a
 // verified command (command()); kRejected: a command line that is not valid
 // (reject_reason(), seq() when it was read before the fault); kOther: a
 // nanoml line of another type ended (the serial firmware's FrameParser
@@ -757,7 +757,9 @@ class CommandParser {
         break;
       }
     }
-    if (same(head, end, "in")) return CommandStatus::kNone;
+    // "~nm in " is an input frame (the FrameParser's); "~nm in" + anything
+    // else is another line the FrameParser rejects (why=type): kOther.
+    if (same(head, end, "in") && end < hn && head[end] == ' ') return CommandStatus::kNone;
     if (same(head, end, "cap")) {
       cmd_.type = kCmdCap;
     } else if (same(head, end, "stop")) {
