@@ -23,6 +23,7 @@ away: BoardVanished), SensorAbsent (the board has no such sensor), CaptureError
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -338,7 +339,8 @@ class CaptureLink:
         self.other: list = []               # det/res/err lines seen during takes
         self.sensor = self.rate = self.channels = None
         self._cmd_seq = 0
-        self._pending: list = []
+        self._pending: list = []            # parsed lines read but not fed yet
+        self._evq = deque()                 # take events not handed out yet
 
     @property
     def last_end(self) -> dict | None:
@@ -465,9 +467,10 @@ class CaptureLink:
         self.rate, self.channels = check_request(sensor, rate, channels, self.info.board)
         if not 0 <= samples <= 0xFFFFFFFF:
             raise UsageError(f"take length {samples}: 0 .. {0xFFFFFFFF} samples")
-        if self.assembler.active:
+        if self.assembler.active or self._evq:
             for _ in self.events():
                 pass
+        self._evq.clear()
         self.end = None
         self.source_ended = False
         self._pending = []
@@ -511,9 +514,20 @@ class CaptureLink:
     def events(self, frame_timeout: float = FRAME_TIMEOUT_S):
         """Block and Gap events of the running take; ends after its cend (then
         `self.end` holds the TakeEnd). Raises BoardVanished when the port goes
-        away, CaptureError when the board goes silent for `frame_timeout`."""
+        away or the board goes silent for `frame_timeout`. Events not taken
+        yet (the caller stopped early) wait for the next call."""
         last = time.monotonic()
-        while self.assembler.active:
+        while True:
+            while self._evq:
+                ev = self._evq.popleft()
+                if isinstance(ev, TakeEnd):
+                    self.end = ev
+                    self.source_ended = ev.why == "end"
+                    return
+                if isinstance(ev, (Block, Gap)):
+                    yield ev
+            if not self.assembler.active:
+                return
             got = self._pending_or_read()
             if got:
                 last = time.monotonic()
@@ -522,15 +536,8 @@ class CaptureLink:
                 raise BoardVanished(f"take {self.started.take}: nothing from the board for "
                                     f"{frame_timeout:g} s",
                                     hint="is the board still attached? finished takes are kept")
-            for k, p in enumerate(got):
-                for ev in self.assembler.feed(p):
-                    if isinstance(ev, TakeEnd):
-                        self.end = ev
-                        self.source_ended = ev.why == "end"
-                        self._pending = got[k + 1:] + self._pending
-                        return
-                    if isinstance(ev, (Block, Gap)):
-                        yield ev
+            for p in got:
+                self._evq.extend(self.assembler.feed(p))
                 if isinstance(p, Message) and p.type in ("det", "res", "err"):
                     self.other.append(p)
 
