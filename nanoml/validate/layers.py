@@ -48,6 +48,7 @@ class TensorDiff:
     detail: str = ""               # what differs, for the cause
     constant: bool = False         # the board's tensor holds one value throughout
     changed: bool = False          # any difference at all
+    undetermined: int = 0          # elements the operator never writes (not compared)
 
 
 def _same_quant(a, b) -> bool:
@@ -77,6 +78,18 @@ def compare_tensor(ref, dev, tol: Tolerance) -> TensorDiff:
                           f"the board's tensor is {list(dev.shape)}, the model's "
                           f"{list(ref.shape)}")
     b = b.reshape(a.shape)
+    skipped = 0
+    mask = getattr(ref, "determined", None)
+    if mask is not None:                  # elements the op never wrote: not compared
+        skipped = int(a.size - mask.sum())
+        a, b = a[mask], b[mask]
+    d = _compare_values(ref, dev, a, b, tol)
+    d.undetermined = skipped
+    return d
+
+
+def _compare_values(ref, dev, a, b, tol: Tolerance) -> TensorDiff:
+    import numpy as np
     constant = b.size > 1 and bool((b == b.reshape(-1)[0]).all()) and not \
         bool((a == a.reshape(-1)[0]).all())
     if a.dtype.kind in "iub":
@@ -122,6 +135,7 @@ class LayerRow:
     within: bool = True
     input: int | None = None         # the input (sample index) of the worst difference
     mismatch: str | None = None
+    undetermined: int = 0            # most elements never written by the op, on one input
 
     def add(self, d: TensorDiff, sample: int) -> None:
         worse = (d.max_abs > self.max_abs or (self.input is None)
@@ -135,6 +149,7 @@ class LayerRow:
         self.max_abs = max(self.max_abs, d.max_abs)
         self.within = self.within and d.within
         self.mismatch = self.mismatch or d.mismatch
+        self.undetermined = max(self.undetermined, d.undetermined)
 
     def to_json(self) -> dict:
         return {"index": self.index, "op": self.op, "version": self.version,
@@ -142,7 +157,8 @@ class LayerRow:
                 "scale": self.scale, "zero_point": self.zero_point,
                 "max_lsb": self.max_lsb, "max_abs_error": _finite(self.max_abs),
                 "max_rel_error": _finite(self.max_rel), "within": self.within,
-                "input": self.input, "mismatch": self.mismatch}
+                "input": self.input, "mismatch": self.mismatch,
+                "undetermined": self.undetermined}
 
 
 @dataclass

@@ -125,11 +125,23 @@ def validate_layers_stream(link, ref: LayerReference, samples: list[list[bytes]]
             res.notes.append(f"input {i}: {run.nested} operator run(s) inside control-flow "
                              "subgraphs were not dumped (only subgraph 0 is compared)")
     res.samples = len(per_sample)
+    for row in res.rows:
+        if row.undetermined:
+            res.notes.append(
+                f"operator {row.index} ({row.op}): {row.undetermined} of its "
+                f"{_elements(row.shape)} output values are undetermined (never written, or "
+                "computed from such: two reference runs with differently filled memory "
+                "disagree there); they are not compared")
     context = {"board_model": res.board_model, "model_sha": model.sha256,
                "reference": ref.reference, "source": source, "tolerance": tolerance,
                "model_inputs": tuple(model.main.inputs)}
     res.first = first_divergent(ref.layers, res.rows, per_sample, context)
     return res
+
+
+def _elements(shape) -> int:
+    import math
+    return math.prod(shape)
 
 
 def validate_layers(model_path: Path, inputs: Path | None = None, port: str | None = None,

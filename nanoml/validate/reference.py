@@ -36,6 +36,8 @@ class LayerTensor:
     scale: float | None              # per-tensor quantization, None when not quantized
     zero_point: int | None
     data: object                     # numpy array of `dtype`, `shape`
+    determined: object = None        # reference only: bool array, False where the op never
+    #                                  wrote the element (None: every element written)
 
     @property
     def quantized(self) -> bool:
@@ -115,8 +117,84 @@ def _first(message: str) -> str:
     return " ".join(re.split(r"(?<=\.)(?=[A-Za-z])", inner)[:2]).strip()[:200]
 
 
+# The two bytes the reference workers fill fresh memory with (glibc M_PERTURB):
+# an element an operator never writes keeps the fill, so the two runs differ there.
+FILLS = (0x55, 0xAA)
+
+
+def _fill_memory(byte: int) -> bool:
+    """In a worker, before the interpreter exists: glibc fills memory malloc hands
+    out with ~byte (and keeps large blocks off mmap, which it would not fill). False
+    where that is not possible (not glibc): then nothing is marked undetermined."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(-3, 1 << 30)) and bool(libc.mallopt(-6, byte))
+    except (OSError, AttributeError):
+        return False
+
+
+class _Twins:
+    """A runtime module for HostInterpreter: each "interpreter" is two of `base`'s
+    (`tflite_micro`'s runtime, or nanoml.validate.tflite_runtime) created in the
+    worker with fresh memory filled with FILLS[0] and FILLS[1]. Both get the same
+    inputs and run; outputs are the first's; GetTensor stacks both tensors."""
+
+    def __init__(self, base):
+        self.base = base
+        self.InterpreterConfig = base.InterpreterConfig
+        self.EXTRA_MEMORY_BYTES = getattr(base, "EXTRA_MEMORY_BYTES", 0)
+        self.Interpreter = self
+
+    def from_bytes(self, data, **kw) -> "_TwinInterpreter":
+        getattr(self.base, "prepare", lambda: None)()      # heavy imports before the fill
+        ips = []
+        for fill in FILLS:
+            _fill_memory(fill)
+            ips.append(self.base.Interpreter.from_bytes(data, **kw))
+        _fill_memory(0)                                    # 0: glibc fills no more
+        return _TwinInterpreter(ips)
+
+
+class _TwinInterpreter:
+    def __init__(self, ips):
+        self.ips = ips
+
+    def get_input_details(self, i):
+        return self.ips[0].get_input_details(i)
+
+    def get_output_details(self, i):
+        return self.ips[0].get_output_details(i)
+
+    def set_input(self, arr, i):
+        for ip in self.ips:
+            ip.set_input(arr, i)
+
+    def invoke(self):
+        for ip in self.ips:
+            ip.invoke()
+
+    def reset(self):
+        for ip in self.ips:
+            ip.reset()
+
+    def get_output(self, i):
+        return self.ips[0].get_output(i)
+
+    def GetTensor(self, index, subgraph):  # noqa: N802 - TFLM's name
+        import numpy as np
+        return {"tensor_data": np.stack([np.asarray(ip.GetTensor(index, subgraph)["tensor_data"])
+                                         for ip in self.ips])}
+
+    def print_allocations(self):
+        self.ips[0].print_allocations()
+
+
 class LayerReference:
-    """One model in a preserving host interpreter (worker process)."""
+    """One model in two preserving host interpreters (in one worker process) whose
+    fresh memory is filled differently: what they agree on is the reference; an
+    element they disagree on was never written by its operator (uninitialised
+    memory, e.g. SignalEnergy's bins outside its band) and is not compared."""
 
     def __init__(self, model: tflite.Model, reference: str = "tflm", deadline=None):
         from ..sim.isolated import HostInterpreter, HostInterpreterError
@@ -126,12 +204,16 @@ class LayerReference:
         self.model = model
         self.reference = reference
         self.layers = model_layers(model)
-        runtime = _tflite_runtime() if reference == "tflite" else None
+        if reference == "tflite":
+            runtime = _tflite_runtime()
+        else:
+            from tflite_micro.python.tflite_micro import runtime
         main = model.main
+        self._ip = None
         try:
             self._ip = HostInterpreter(bytes(model.raw), _arena(model), len(main.inputs),
                                        len(main.outputs), deadline=deadline, preserve=True,
-                                       runtime=runtime)
+                                       runtime=_Twins(runtime))
         except HostInterpreterError as e:
             if reference == "tflite":
                 if "not installed" in e.message:
@@ -154,22 +236,23 @@ class LayerReference:
         for (dtype, shape), data in zip(self.input_specs, inputs):
             arrays.append(np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
                           .astype(dtype).reshape(shape))
+        wanted = [(layer.index, t) for layer in self.layers for t in layer.outputs]
         self._ip.reset()          # the board resets before every dumped inference too
         outs, _ = self._ip.run(arrays)
-        wanted = [(layer.index, t) for layer in self.layers for t in layer.outputs]
-        got = self._ip.tensors([t for _, t in wanted])
+        got = self._ip.tensors([t for _, t in wanted])      # each: both twins, stacked
         tensors = self.model.main.tensors
         res = []
-        for (op, t), arr in zip(wanted, got):
-            info = tensors[t]
-            scale, zp = tensor_quant(info)
-            a = np.asarray(arr)
+        for (op, t), pair in zip(wanted, got):
+            scale, zp = tensor_quant(tensors[t])
+            a, b = np.asarray(pair[0]), np.asarray(pair[1])
+            same = (a == b) | (np.isnan(a) & np.isnan(b)) if a.dtype.kind == "f" else a == b
             res.append(LayerTensor(op, t, a.dtype.name, tuple(int(x) for x in a.shape),
-                                   scale, zp, a))
+                                   scale, zp, a, None if same.all() else same))
         return res, [np.asarray(o) for o in outs]
 
     def close(self) -> None:
-        self._ip.close()
+        if self._ip is not None:
+            self._ip.close()
 
     def __enter__(self) -> "LayerReference":
         return self

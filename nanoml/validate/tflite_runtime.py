@@ -20,6 +20,12 @@ class InterpreterConfig(enum.Enum):
     kPreserveAllTensors = 1
 
 
+def prepare() -> None:
+    """Import the interpreter (before the worker fills fresh memory: TensorFlow's
+    import allocates a lot)."""
+    _lite()
+
+
 def _lite():
     try:
         from ai_edge_litert import interpreter as lite
