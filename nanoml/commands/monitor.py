@@ -103,6 +103,8 @@ def register(app: typer.Typer) -> None:
                     for batch in mon.batches(count=count, duration=duration, **waits):
                         if saver is not None:
                             batch = saver.batch(batch)
+                            if not batch:       # only a window's frames: nothing to show
+                                continue
                         recs = [rec for rec, _ in batch]
                         lines = [dumps(r) for r in recs] if json_out else None
                         if logger:          # logged before shown: the log never lags the screen
