@@ -138,8 +138,8 @@ def load_cost_model(runtime_id: str, optimize: str | None = None,
         if float_abi == SOFT:
             raise UsageError(f"no soft-float latency model for {rid} (never measured)",
                              "drop --float-abi (the estimate of nanoml's build)")
-        notes.append(f"no {optimize} build measured for {rid}: nanoml builds it with the size "
-                     "profile's flags, and the figures are the size build's")
+        notes.append(f"no latency table of the {optimize} build for {rid}: the figures are "
+                     "the size build's")
         optimize = SIZE
     d = json.loads(root.joinpath(coefficient_name(rid, optimize, float_abi) + ".json").read_text())
     paths = {k: PathCost(float(v["fixed"]), {kk: float(vv) for kk, vv in v["per"].items()},

@@ -157,8 +157,14 @@ def build_description(cm, plan, float_abi: str | None, cpi: float, cpi_source: s
     latency tables used, the CPI and where it comes from, and how the profile was chosen."""
     d = {**cm.build(), "cpi": cpi, "cpi_source": cpi_source,
          "chosen_by": plan.chosen_by if plan is not None else "option"}
-    if float_abi is None and plan is not None:
-        d["float_abi"] = plan.float_abi     # the build's (kernels may have their own)
+    if plan is not None:
+        # the build's own profile and flags (the table may be another build's: `coefficients`)
+        from ..firmware.optimize import split_flags
+        opts = {f for flags in plan.files.values() for f in split_flags(flags)[0]}
+        d["optimize"] = plan.profile
+        d["flags"] = list(plan.base_flags) + sorted(opts - set(plan.base_flags))
+        if float_abi is None:
+            d["float_abi"] = plan.float_abi     # the build's (kernels may have their own)
     return d
 
 
