@@ -451,3 +451,8 @@ def _print_summary(s: dict) -> None:
         f"p50 {f(lat['p50'])} p95 {f(lat['p95'])} max {f(lat['max'])}{sim}; corrupt {s['corrupt']}, "
         f"invalid {s['invalid']}, foreign {s['foreign']}, missed {s['missed']}, "
         f"reconnects {s['reconnects']}, detections {s.get('dets', 0)}\n")
+    if s.get("saved"):
+        v = s["saved"]
+        gaps = f", {v['with_gaps']} with gaps" if v["with_gaps"] else ""
+        why = f" (the firmware refused: why={v['refused']})" if v["refused"] else ""
+        sys.stderr.write(f"saved {v['windows']} detection window(s) to {v['dir']}{gaps}{why}\n")
