@@ -24,17 +24,19 @@ SHARED = Path(os.environ.get("NANOML_SHARED", ROOT.parent / "shared"))
 from nanoml.model.tflite import load  # noqa: E402
 from nanoml.profile.estimate import estimate_layers  # noqa: E402
 
-RUNTIME, CLOCK, CPI = "chirale_2.0.0", 64_000_000, 1.25
+RUNTIME, CLOCK, CPI = "chirale_2.0.0", 64_000_000, None     # None: the table's CPI (1.4)
 
 
-def compare(title: str, measured: dict, model_dir: Path) -> None:
+def compare(title: str, measured: dict, model_dir: Path, optimize: str | None = None,
+            float_abi: str | None = None) -> None:
     print(f"\n{title}")
     print(f"{'model':40s} {'measured':>12s} {'estimate':>12s} {'error':>8s} {'worst op >=5%':>22s}")
     for name, m in sorted(measured.items()):
         path = model_dir / name
         if not path.exists():
             continue
-        layers, total, _, _ = estimate_layers(load(path), RUNTIME, CLOCK, CPI)
+        layers, total, _, _ = estimate_layers(load(path), RUNTIME, CLOCK, CPI, optimize,
+                                              float_abi)
         t = m["total_instructions"]
         worst, wop = 0.0, "-"
         for rec in m["ops"]:
@@ -49,18 +51,71 @@ def compare(title: str, measured: dict, model_dir: Path) -> None:
 
 
 def published() -> None:
-    print("\nPublished latencies (reference/board.md) next to the estimate at 64 MHz, CPI 1.25")
+    print("\nPublished latencies (reference/board.md) next to the estimate at 64 MHz, CPI 1.4")
     rows = [("person_detect.tflite", "person detection, Nano 33 BLE Sense, 2021 library",
-             "about 1200 ms")]
+             "about 1200 ms"),
+            ("person_detect.tflite", "person detection, Nano 33 BLE, guberti/tvm-arduino-profiling",
+             "653.0 ms"),
+            ("micro_speech_quantized.tflite", "micro_speech, Nano 33 BLE, "
+             "guberti/tvm-arduino-profiling", "53.65 ms")]
     for name, what, fig in rows:
         p = SHARED / "models" / name
         if p.exists():
             _, total, _, _ = estimate_layers(load(p), RUNTIME, CLOCK, CPI)
-            print(f"  {what}: published {fig}; estimate {total * CPI / CLOCK * 1000:.0f} ms "
+            print(f"  {what}: published {fig}; estimate {total * 1.4 / CLOCK * 1000:.0f} ms "
                   f"({total:,} instructions)")
     print("  MLPerf Tiny v0.5 reference (TFLM, Cortex-M4 at 120 MHz): KWS 181.9 ms, VWW 600.6 ms, "
           "IC 704.2 ms, AD 10.05 ms;\n  the same cycles at 64 MHz would be x1.875: KWS 341 ms, "
           "VWW 1126 ms, IC 1320 ms, AD 18.8 ms (models not in ../shared; see docs/profile.md).")
+
+
+def builds() -> None:
+    """Each measured build (tests/data/estimate/<runtime>.<build>.*.json) against its own
+    estimate, then the speed build against the -Os one, measured, with its flash cost."""
+    from nanoml.profile.costmodel import has_cost_model
+    data = ROOT / "tests" / "data" / "estimate"
+    for build, opt, abi in (("speed", "speed", None), ("soft", "size", "soft")):
+        if not has_cost_model(RUNTIME, opt, abi or "softfp"):
+            print(f"\nno latency table of the {build} build: skipped")
+            continue
+        for part, d in (("shared", SHARED / "models"), ("holdout", data / "models")):
+            f = data / f"{RUNTIME}.{build}.{part}.json"
+            if f.exists():
+                compare(f"{build} build, {part} models", json.loads(f.read_text())["models"],
+                        d, opt, abi)
+    side_by_side(data)
+
+
+def side_by_side(data: Path) -> None:
+    from nanoml.boards import get_board
+    from nanoml.footprint import estimate as footprint
+    from nanoml.model.verdict import firmware_arena_bytes
+    from nanoml.memory import predict_arena
+    from nanoml.runtimes import get_runtime
+    rt, board = get_runtime(RUNTIME), get_board(None)
+    base = {}
+    truth = SHARED / "truth" / "instructions_cortex_m4.json"
+    if truth.exists():
+        base.update({n: (SHARED / "models" / n, m) for n, m in
+                     json.loads(truth.read_text())["models"].items()})
+    base.update({n: (data / "models" / n, m) for n, m in
+                 json.loads((data / "holdout.json").read_text())["models"].items()})
+    speed = {}
+    for part in ("shared", "holdout"):
+        f = data / f"{RUNTIME}.speed.{part}.json"
+        if f.exists():
+            speed.update(json.loads(f.read_text())["models"])
+    if not speed:
+        return
+    print("\n-Os vs speed build, measured instructions per Invoke(), and the speed build's flash")
+    print(f"{'model':34s} {'-Os':>12s} {'speed':>12s} {'change':>8s} {'+flash B':>9s}")
+    for name in sorted(set(base) & set(speed)):
+        path, m = base[name]
+        model = load(path)
+        arena = firmware_arena_bytes(int(predict_arena(model, runtime_id=rt.id).to_json()["min_bytes"]))
+        extra = footprint(board, rt, model, arena, optimize="speed").flash_parts["tflm_ops_speed"]
+        a, b = m["total_instructions"], speed[name]["total_instructions"]
+        print(f"{name[:34]:34s} {a:12,d} {b:12,d} {b / a - 1:+8.1%} {extra:9,d}")
 
 
 def unmeasured() -> None:
@@ -100,6 +155,7 @@ def main() -> int:
     data = ROOT / "tests" / "data" / "estimate"
     compare("Held-out generated models (never used for fitting)",
             json.loads((data / "holdout.json").read_text())["models"], data / "models")
+    builds()
     published()
     unmeasured()
     models = sorted((SHARED / "models").glob("*.tflite")) if (SHARED / "models").exists() else []
