@@ -376,6 +376,10 @@ def test_edge_impulse_export_follows_the_documented_format(tmp_path):
     assert w["interval_ms"] == 10 and [s["name"] for s in w["sensors"]] == IMU[:6]
     assert [s["units"] for s in w["sensors"]] == ["g"] * 3 + ["dps"] * 3
     assert len(w["values"]) == 150 and all(len(row) == 6 for row in w["values"])
+    from nanoml.pipeline.imu import read_csv
+    want = read_csv(tmp_path / "m.csv", IMU[:6])[:150]
+    assert np.array_equal(np.array(w["values"], dtype=np.float32).view(np.uint32),
+                          want.view(np.uint32))       # the same float32 values
     # signed: HS256 and the documented HMAC
     r = run_cli(["capture", "--export", "edge-impulse", "--out", str(out), "--export-to",
                  str(tmp_path / "signed")], env={"NANOML_EI_HMAC_KEY": "secret-key"})

@@ -46,7 +46,8 @@ def ei_document(entry: dict, samples, hmac_key: str | None = None,
         values = [int(v) for v in samples.reshape(-1).tolist()]
     else:
         sensors = [{"name": c, "units": u} for c, u in zip(entry["channels"], entry["units"])]
-        values = [[float(x) for x in row] for row in samples.tolist()]
+        # each float32 as its shortest decimal (0.18905339, not 0.18905339390039444)
+        values = [[float(str(v)) for v in row] for row in samples.astype("float32")]
     payload = {"device_type": entry.get("board") or "unknown",
                "interval_ms": 1000.0 / rate, "sensors": sensors, "values": values}
     if entry.get("serial_number"):
