@@ -218,6 +218,7 @@ def test_one_short_option_per_name():
     ("inspect", "--input", "<serial|synthetic|imu|mic>"),
     ("sim", "--input", "<synthetic|serial>"),
     ("convert", "--quantize", "<int8|float16|none>"),
+    ("validate", "--reference", "<tflm|tflite>"),
 ])
 def test_help_shows_the_choices(cmd, option, choices):
     r = nanoml(cmd, "--help", columns=200)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
 import typer
 
 from ._common import (BOARD_OPTION, FINITE, JSON_OPTION, SIM_OPTION, console, emit_json, esc,
                       handle_errors, latency_ms, layers_option, limit_option, model_ref,
-                      port_option, show_progress, timeout_option)
+                      port_option, show_progress, timeout_option, value_of)
+
+
+class Reference(str, enum.Enum):
+    """--reference: the interpreter the layers are compared with."""
+    tflm = "tflm"
+    tflite = "tflite"
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +46,7 @@ def register(app: typer.Typer) -> None:
         layers: bool = layers_option("Compare every operator's output (needs the layer-dump "
                                      "firmware, or --sim): the first layer beyond tolerance "
                                      "and its likely cause."),
-        reference: str = typer.Option("tflm", "--reference",
+        reference: Reference = typer.Option("tflm", "--reference",
                                       help="With --layers: the reference interpreter, tflm "
                                            "(TFLM's host interpreter) or tflite (TensorFlow "
                                            "Lite's)."),
@@ -59,7 +66,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run inputs on the board and compare with the host reference interpreter.
 
-        Exit 0 when within tolerance, 1 when not (or when the board fails)."""
+        With --layers: every operator's output, the first layer beyond tolerance and
+        its likely cause. Exit 0 when within tolerance, 1 when not (or when the board
+        fails)."""
         with handle_errors(json_out):
             from ..sim.deadline import Deadline
             deadline = Deadline(timeout)            # from the start: --timeout bounds it all
@@ -72,6 +81,7 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"--min-accuracy must be between 0 and 1, got {min_accuracy}")
             if not model.exists():
                 raise InputError(f"{model}: no such file", "pass the path of a .tflite model")
+            reference = value_of(reference)
             if layers:
                 if atol is not None:
                     raise UsageError("--atol goes without --layers",
