@@ -131,7 +131,7 @@ def _entry(req: CaptureRequest, take, rel: str, data: bytes, info: dict, apart: 
         "device_dropped": take.device_dropped,
         "kept_apart": apart, "sha256": sha256(data), "bytes": len(data),
         "first_index": take.first_index,
-        "t_start_us": int(take.t_us[0]) if len(take.t_us) else None,
+        "t_start_us": int(take.t_us[0]) if take.clock and len(take.t_us) else None,
         "board": info.get("board"), "revision": info.get("revision"),
         "firmware": info.get("firmware"), "serial_number": info.get("serial_number"),
         "sim": bool(info.get("sim")), "port": info.get("port"), "source": req.source,

@@ -140,6 +140,7 @@ class Take:
     corrupt: int = 0             # damaged lines seen during the take
     duplicates: int = 0          # samples delivered twice or outside the take (ignored)
     device_dropped: int = 0      # samples the board says it lost (not in the stream)
+    clock: bool = False          # t_us is the board's clock (else nominal, from 0)
 
 
 class TakeBuffer:
@@ -161,6 +162,7 @@ class TakeBuffer:
         self.received = 0
         self._t_base = None          # board clock of the take's first sample, unwrapped
         self.last_level = None
+        self.clock = False
 
     def add(self, index: int, t_us: int, data) -> None:
         import numpy as np
@@ -184,6 +186,7 @@ class TakeBuffer:
         # the board's clock (uint32 micros) unwrapped; samples within a chunk at the
         # rate; without a clock (mic frames): the nominal time from the take's start
         t = int(t_us) % INDEX_MOD if t_us is not None else round(off * 1e6 / self.rate)
+        self.clock = self.clock or t_us is not None
         if self._t_base is None:
             self._t_base = t - round(off * 1e6 / self.rate)
         rel = (t - self._t_base) % INDEX_MOD
@@ -213,7 +216,7 @@ class TakeBuffer:
                 idx = np.flatnonzero(missing)
                 self.t_us[idx] = np.round(np.interp(idx, known, self.t_us[known])).astype(np.int64)
         return Take(self.data, self.t_us, self.first_index or 0, int(missing.sum()), spans,
-                    int(corrupt), self.duplicates)
+                    int(corrupt), self.duplicates, clock=self.clock)
 
 
 def level(a, sensor: str) -> float | None:

@@ -179,7 +179,7 @@ def _record(req, b, port, sim, source, fast, timeout, json_out) -> None:
     if json_out:
         emit_json(_json(req, res), SCHEMA, code)
     else:
-        _summary(req, res)
+        _summary(req, res, take_lines=not isinstance(view, _LiveView))
         if res.error is not None:
             sys.stderr.write(f"error: {res.error.message}\n")
             if res.error.hint:
@@ -204,9 +204,9 @@ def _json(req, res) -> dict:
             "manifest": str(req.out / "manifest.jsonl"), "takes": res.takes}
 
 
-def _summary(req, res) -> None:
+def _summary(req, res, take_lines: bool) -> None:
     c = console()
-    if not c.is_terminal:       # the live view printed nothing: one line per take here
+    if take_lines:              # no live view printed them: one line per take here
         for t in res.takes:
             c.print(_take_line(t), soft_wrap=True)
     apart = f", {res.with_gaps} with gaps (in {esc(req.out)}/_gaps/)" if res.with_gaps else ""
