@@ -182,3 +182,10 @@ def test_stateful_models_dump_the_same_layers_for_the_same_frame(name):
     assert first.frame != second.frame and len(first) == len(board.model.model.main.operators)
     assert [d.raw for d in first] == [d.raw for d in second]
     assert all(d.readable for d in first)
+
+
+def test_sim_layers_needs_serial_input():
+    from mutants import run_cli
+    r = run_cli(["sim", str(ROOT / META["model"]), "--layers", "--no-link", "--count", "1"],
+                timeout=120)
+    assert r.exit_code == 2 and "--input serial" in r.stderr and "Traceback" not in r.stderr
