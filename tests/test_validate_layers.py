@@ -305,3 +305,46 @@ def test_over_the_link_of_nanoml_sim(tmp_path):
         sim.wait(timeout=30)
     assert rc == 1 and doc["source"] == "sim"           # a port like any; its res says sim=1
     assert doc["first_divergent"]["index"] == k and doc["first_divergent"]["cause"] == "model"
+
+
+# ------------------------------------------------------------ the device path: a recording
+
+def _recorded_inputs(tmp_path) -> tuple[Path, bytes, bytes]:
+    """The recorded frame's payload as an inputs file (tests/data/layers: a
+    recording of the virtual board, as no board was available)."""
+    import numpy as np
+    from layer_fakes import load_recording
+    from nanoml.model import tflite
+    recording, meta = load_recording("gesture_frame1")
+    payload = bytes.fromhex(meta["payload_hex"])
+    t = tflite.load(GESTURE).input_tensors[0]
+    x = tmp_path / "frame.npy"
+    np.save(x, np.frombuffer(payload, dtype=t.dtype).reshape(t.shape))
+    return x, recording, payload
+
+
+@pytest.mark.parametrize("fault, retries, bad_lines", [
+    (None, 0, 0),
+    ("corrupt_chunk", 1, 1),             # a chunk line whose checksum fails
+    ("tensor_crc_mismatch", 1, 0),       # a chunk only the tensor's CRC-32 catches
+])
+def test_a_recorded_board_stream_is_compared_and_damage_resent(tmp_path, fault, retries,
+                                                               bad_lines):
+    import layer_fakes
+    x, recording, payload = _recorded_inputs(tmp_path)
+    faults = [getattr(layer_fakes, fault)(2, 1)] if fault else []
+    with layer_fakes.ReplayBoard(recording, payload, faults=faults) as fake:
+        rc, doc = layers_json(GESTURE, "--port", fake.port, "--inputs", x)
+    assert rc == 0 and doc["first_divergent"] is None and doc["samples"] == 1
+    assert all(r["within"] and r["max_lsb"] == 0 for r in doc["layers"])
+    assert doc["link"]["retries"] == retries and doc["link"]["corrupt_lines"] == bad_lines
+
+
+def test_a_stream_damaged_on_every_attempt_is_never_compared(tmp_path):
+    from layer_fakes import ReplayBoard, tensor_crc_mismatch
+    x, recording, payload = _recorded_inputs(tmp_path)
+    with ReplayBoard(recording, payload, faults=[tensor_crc_mismatch(2, 1)] * 3) as fake:
+        p = nanoml("validate", GESTURE, "--layers", "--port", fake.port, "--inputs", x)
+    assert p.returncode != 0 and "Traceback" not in p.stderr and "PASS" not in p.stdout
+    errs = error_lines(p)
+    assert len(errs) == 1 and "operator 2" in errs[0]
