@@ -44,3 +44,23 @@ def tamper_weights(src: Path, dst: Path, op_index: int | None = None) -> int:
     assert bytes(copy.main.tensors[t.index].data) != bytes(t.data)
     assert copy.main.tensors[t.index].shape == t.shape
     return k
+
+
+def shift_bias(src: Path, dst: Path, op_index: int, lsb: float = 0.5) -> None:
+    """Write `dst`: `src` with operator `op_index`'s int32 bias moved by `lsb` of
+    its output's quantization step (per channel, in the bias's own scale), so the
+    operator's outputs round up to one LSB apart: what a kernel that rounds
+    differently (CMSIS-NN against the reference kernels) looks like."""
+    import numpy as np
+    from nanoml.model import tflite
+    model = tflite.load(src)
+    op = model.main.operators[op_index]
+    bias = model.main.tensors[op.inputs[2]]
+    out = model.main.tensors[op.outputs[0]]
+    assert bias.dtype == "int32" and bias.quant and out.quant
+    off = tflite.constant_offset(model, bias)
+    b = np.frombuffer(bytes(bias.data), "<i4").astype(np.int64)
+    b += np.round(lsb * out.quant.scale[0] / np.asarray(bias.quant.scale)).astype(np.int64)
+    data = bytearray(model.raw)
+    data[off:off + len(bias.data)] = b.astype("<i4").tobytes()
+    dst.write_bytes(bytes(data))

@@ -114,6 +114,24 @@ def test_changed_weights_of_one_layer_name_exactly_that_layer(name, tmp_path):
     assert not rows[k]["within"] and rows[k]["max_lsb"] > doc["tolerances"]["lsb"]
 
 
+def test_one_lsb_apart_is_within_the_default_tolerance_and_reads_as_rounding(tmp_path):
+    """A copy whose operator 3 rounds half its outputs one LSB the other way (its
+    bias moved by half a step): within the default 1 LSB; with --tolerance-lsb 0
+    operator 3 is the first divergent one, cause rounding."""
+    from layer_tamper import shift_bias
+    from nanoml.sim.board import VirtualBoard
+    copy = tmp_path / "rounding.tflite"
+    shift_bias(GESTURE, copy, 3)
+    with VirtualBoard(copy, input="serial", rate_hz=0, layers=True) as vb:
+        rc, doc = layers_json(GESTURE, "--port", vb.port, "--limit", "3")
+        assert rc == 0 and doc["first_divergent"] is None
+        assert [r["max_lsb"] for r in doc["layers"][:4]] == [0, 0, 0, 1]
+        rc, doc = layers_json(GESTURE, "--port", vb.port, "--limit", "3", "--tolerance-lsb", "0")
+    first = doc["first_divergent"]
+    assert rc == 1 and first["index"] == 3 and first["cause"] == "rounding"
+    assert "CMSIS-NN" in first["likely"]
+
+
 def test_divergence_in_the_report_and_the_table(tmp_path):
     from nanoml.sim.board import VirtualBoard
     copy = tmp_path / "tampered.tflite"

@@ -229,6 +229,8 @@ def likely_cause(layers, rows: list[LayerRow], sample: SampleLayers, k: int, con
             return "rounding", (f"likely rounding: {name} differs by {d.max_lsb} LSB between "
                                 "TFLM's and TensorFlow Lite's kernels")
         grown = " (earlier layers already differed within tolerance)" if earlier else ""
+        if other_model:
+            grown += f"; note that the board's model (hello model={board_model}) is not this file"
         return "rounding", (f"likely rounding: {d.max_lsb} LSB at {name}, typical of CMSIS-NN's "
                             f"optimised kernels against TFLM's reference kernels{grown}")
     return "kernel", (f"likely the kernel of {name} (op version {layer.version}) computes "
