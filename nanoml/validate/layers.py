@@ -213,17 +213,19 @@ def likely_cause(layers, rows: list[LayerRow], sample: SampleLayers, k: int, con
     huge = ((d.max_lsb is not None and d.max_lsb > context["tolerance"].lsb + HUGE_LSB)
             or (d.max_rel is not None and d.max_rel > HUGE_REL))
     if huge:
+        also = (" (or the board's model reads its input with another scale/zero point: the "
+                "input quantization)" if takes_input else "")
         if other_model:
             return "model", (f"likely the weights of {name}: the board's model "
                              f"(hello model={board_model}) is not this file "
                              f"({sha[:12]}) and this is the first layer that differs while "
-                             "its inputs matched (a different or corrupted model array)")
+                             f"its inputs matched (a different or corrupted model array){also}")
         if context.get("reference") == "tflite":
             return "reference", (f"likely {name} computes differently in TFLM than in "
                                  "TensorFlow Lite (its inputs matched)")
         return "weights", (f"likely the weights or the kernel of {name}: its inputs matched "
                            f"but its output differs by {_amount(d)} (a corrupted model array, "
-                           "or this op version computes differently on the board)")
+                           f"or this op version computes differently on the board){also}")
     if d.max_lsb is not None and d.max_lsb <= context["tolerance"].lsb + 2:
         if context.get("reference") == "tflite":
             return "rounding", (f"likely rounding: {name} differs by {d.max_lsb} LSB between "
