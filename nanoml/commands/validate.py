@@ -47,9 +47,9 @@ def register(app: typer.Typer) -> None:
                                      "firmware, or --sim): the first layer beyond tolerance "
                                      "and its likely cause."),
         reference: Reference = typer.Option("tflm", "--reference",
-                                      help="With --layers: the reference interpreter, tflm "
-                                           "(TFLM's host interpreter) or tflite (TensorFlow "
-                                           "Lite's)."),
+                                            help="With --layers: the reference interpreter, "
+                                                 "tflm (TFLM's host interpreter) or tflite "
+                                                 "(TensorFlow Lite's)."),
         tolerance_lsb: int = typer.Option(None, "--tolerance-lsb",
                                           help="With --layers: largest allowed difference of a "
                                                "quantized tensor in output steps (default 1)."),
