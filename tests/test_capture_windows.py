@@ -105,3 +105,28 @@ def test_monitor_save_says_when_the_firmware_sends_no_windows(tmp_path):
                                  "refused": "window"}
     from test_json_schema import check, schema
     check(recs[-1], schema("monitor/1 summary"), "monitor --save summary")
+
+
+def test_take_buffer_places_frames_by_index_and_counts_what_is_wrong():
+    from nanoml.capture.takes import TakeBuffer, level
+    b = TakeBuffer(10, "mic", ["audio"], 16000, first_index=0)
+    b.add(0, None, np.arange(4, dtype=np.int16))
+    b.add(6, None, np.arange(6, 10, dtype=np.int16))
+    b.add(2, None, np.array([2, 3], dtype=np.int16))          # repeated samples
+    b.add(9, None, np.array([9, 10, 11], dtype=np.int16))      # runs past the end
+    t = b.finish(corrupt=1)
+    assert t.samples.tolist() == [0, 1, 2, 3, 0, 0, 6, 7, 8, 9]
+    assert (t.gaps, t.gap_spans, t.duplicates, t.corrupt, t.clock) == (2, [[4, 2]], 5, 1, False)
+    assert t.t_us.tolist() == [round(i * 1e6 / 16000) for i in range(10)]
+    assert level(np.full(100, 32767, np.int16), "mic") > -0.01
+    assert level(np.zeros(100, np.int16), "mic") == -96.0
+    assert abs(level(np.array([[0.6, 0.0, 0.8]], np.float32), "imu") - 1.0) < 1e-6
+
+
+def test_take_buffer_unwraps_the_board_clock():
+    from nanoml.capture.takes import TakeBuffer
+    b = TakeBuffer(4, "imu", ["ax", "ay", "az"], 100, first_index=0)
+    b.add(0, 2**32 - 10000, np.zeros((2, 3), np.float32))     # micros() about to wrap
+    b.add(2, 10000, np.zeros((2, 3), np.float32))
+    t = b.finish()
+    assert t.clock and np.diff(t.t_us).tolist() == [10000, 10000, 10000]

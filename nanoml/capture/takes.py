@@ -178,20 +178,22 @@ class TakeBuffer:
             self.duplicates += len(a)
             return
         k = min(len(a), self.n - off)
-        fresh = ~self.have[off:off + k]
+        fresh = ~self.have[off:off + k]                 # a sample already here is kept
         self.duplicates += int(k - fresh.sum()) + (len(a) - k)
-        self.data[off:off + k] = a[:k]
-        self.have[off:off + k] = True
-        self.received += int(fresh.sum())
-        # the board's clock (uint32 micros) unwrapped; samples within a chunk at the
-        # rate; without a clock (mic frames): the nominal time from the take's start
-        t = int(t_us) % INDEX_MOD if t_us is not None else round(off * 1e6 / self.rate)
-        self.clock = self.clock or t_us is not None
-        if self._t_base is None:
-            self._t_base = t - round(off * 1e6 / self.rate)
-        rel = (t - self._t_base) % INDEX_MOD
-        self.t_us[off:off + k] = self._t_base + rel + \
-            np.round(np.arange(k) * 1e6 / self.rate).astype(np.int64)
+        where = off + np.flatnonzero(fresh)
+        self.data[where] = a[:k][fresh]
+        self.have[where] = True
+        self.received += len(where)
+        step = np.round(np.arange(k) * 1e6 / self.rate).astype(np.int64)
+        if t_us is None:          # no clock (mic frames): the nominal time from the start
+            t = np.round((off + np.arange(k)) * 1e6 / self.rate).astype(np.int64)
+        else:                     # the board's clock (uint32 micros) unwrapped; samples
+            self.clock = True     # within a frame at the rate from the frame's time
+            now = int(t_us) % INDEX_MOD
+            if self._t_base is None:
+                self._t_base = now - round(off * 1e6 / self.rate)
+            t = self._t_base + (now - self._t_base) % INDEX_MOD + step
+        self.t_us[where] = t[fresh]
         self.last_level = level(a[:k], self.sensor)
 
     @property
@@ -212,7 +214,9 @@ class TakeBuffer:
             spans = [[int(s), int(e - s)] for s, e in zip(starts, ends)]
             # missing samples get a time at the nominal rate from their neighbours
             known = np.flatnonzero(self.have)
-            if len(known):
+            if not self.clock:
+                self.t_us = np.round(np.arange(self.n) * 1e6 / self.rate).astype(np.int64)
+            elif len(known):
                 idx = np.flatnonzero(missing)
                 self.t_us[idx] = np.round(np.interp(idx, known, self.t_us[known])).astype(np.int64)
         return Take(self.data, self.t_us, self.first_index or 0, int(missing.sum()), spans,
