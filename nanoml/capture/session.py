@@ -65,8 +65,7 @@ def run_capture(link, req: CaptureRequest, res: CaptureResult, observer=None) ->
         take = record_take(link, req, i, observer, res)
         if take is None:
             return res
-        entry, number = commit_take(req, take, number, board_info(link))
-        res.takes.append(entry)
+        entry, number = commit_take(req, take, number, board_info(link), into=res.takes)
         number += 1
         if observer is not None:
             observer.take(i, entry)
@@ -106,8 +105,10 @@ def record_take(link, req: CaptureRequest, i: int, observer, res: CaptureResult)
     return take
 
 
-def commit_take(req: CaptureRequest, take, number: int, info: dict) -> tuple[dict, int]:
-    """Write the take's file and append its manifest line (signals held back)."""
+def commit_take(req: CaptureRequest, take, number: int, info: dict,
+                into: list | None = None) -> tuple[dict, int]:
+    """Write the take's file, append its manifest line and the entry to `into`,
+    with SIGINT/SIGTERM held back (an interrupt lands after all three)."""
     if req.sensor == "mic":
         data = T.encode_wav(take.samples, int(req.rate))
     else:
@@ -117,6 +118,8 @@ def commit_take(req: CaptureRequest, take, number: int, info: dict) -> tuple[dic
         rel, number = T.write_take(req.out, req.label, number, data, req.sensor, apart)
         entry = _entry(req, take, rel, data, info, apart)
         append_entry(req.out, entry)
+        if into is not None:
+            into.append(entry)
     return entry, number
 
 
