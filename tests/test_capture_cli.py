@@ -304,12 +304,14 @@ def test_a_board_that_vanishes_mid_take_keeps_every_earlier_take(tmp_path, fake)
     assert no_temp_files(out) == []
 
 
-def test_ctrl_c_keeps_every_finished_take_and_discards_the_partial_one(tmp_path):
+@pytest.mark.parametrize("json_out", [True, False])
+def test_ctrl_c_keeps_every_finished_take_and_discards_the_partial_one(tmp_path, json_out):
     src = tone_wav(tmp_path / "s.wav", 30)
     out = tmp_path / "data"
     p = subprocess.Popen([sys.executable, "-m", "nanoml", "capture", "--sim", "--source",
                           str(tmp_path / "s.wav"), "--label", "go", "--count", "50", "--length",
-                          "0.4", "--out", str(out), "--countdown", "0"],     # real time
+                          "0.4", "--out", str(out), "--countdown", "0"]      # real time
+                         + (["--json"] if json_out else []),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         end = time.monotonic() + 60
@@ -325,9 +327,15 @@ def test_ctrl_c_keeps_every_finished_take_and_discards_the_partial_one(tmp_path)
         if p.poll() is None:
             p.kill()
     assert p.returncode == 130, stderr
-    assert stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted"
     disk, listed = files_listed(out)
     assert disk == listed and len(listed) >= 2
+    if json_out:
+        d = json.loads(stdout)
+        assert d["stopped"] == "interrupted" and d["exit_code"] == 130
+        assert {t["file"] for t in d["takes"]} == listed
+    else:
+        assert f"{len(listed)} of 50 take(s) written" in stdout
     n = 6400
     for k, e in enumerate(manifest(out)):
         assert e["file"] == f"go/go.{k + 1}.wav"
