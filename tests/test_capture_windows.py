@@ -130,3 +130,13 @@ def test_take_buffer_unwraps_the_board_clock():
     b.add(2, 10000, np.zeros((2, 3), np.float32))
     t = b.finish()
     assert t.clock and np.diff(t.t_us).tolist() == [10000, 10000, 10000]
+
+
+def test_monitor_save_to_a_file_is_refused_before_anything_runs(tmp_path):
+    from mutants import run_cli
+    (tmp_path / "f").write_text("x")
+    r = run_cli(["monitor", "--port", str(tmp_path / "no-port"), "--save", str(tmp_path / "f")],
+                timeout=30)
+    assert r.exit_code == 2 and not r.traceback, r.stderr
+    errs = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert len(errs) == 1 and f"--save {tmp_path / 'f'} is a file" in errs[0]

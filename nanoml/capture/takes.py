@@ -88,13 +88,13 @@ def length_samples(length: tuple[float, str], rate: float) -> int:
     return n
 
 
-def prepare_out(out: Path) -> Path:
+def prepare_out(out: Path, option: str = "--out") -> Path:
     """The dataset folder: created when missing; refused when it is a file, below
     a file, or cannot be written (probed)."""
     from ..atomic import os_error, probe_folder
     p = Path(out)
     if p.exists() and not p.is_dir():
-        raise UsageError(f"--out {p} is a file, not a folder",
+        raise UsageError(f"{option} {p} is a file, not a folder",
                          hint="give a folder for the dataset (it is created when missing)")
     try:
         p.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ class WindowSaver:
     def __init__(self, out: Path, model: str | None = None, source: str | None = None,
                  port: str | None = None):
         from .link import TakeAssembler
-        self.out = T.prepare_out(out)
+        self.out = T.prepare_out(out, "--save")
         self.model = model
         self.source = source
         self.port = port
