@@ -81,10 +81,12 @@ def _record(res: ProfileResult, model: Model, project: Path | None, model_path: 
     res.arena_recorded = str(p)
 
 
-def _run_sim(model_path: Path, model: Model, board, runtime, runs: int, deadline):
+def _run_sim(model_path: Path, model: Model, board, runtime, runs: int, deadline,
+             optimize: str | None = None):
     from .simboard import ProfilingVirtualBoard
     vb = ProfilingVirtualBoard(model_path, runtime.id, board.clock_hz, rate_hz=0,
-                               board=board.id, count=runs + 1, deadline=deadline)
+                               board=board.id, count=runs + 1, deadline=deadline,
+                               optimize=optimize)
     with vb:
         fd = os.open(vb.port, os.O_RDWR | os.O_NOCTTY)
         try:
@@ -120,7 +122,7 @@ def profile_on_board(model: Path, board, runtime, runs: int = 20, port: str | No
     stage = on_stage or (lambda s: None)
     if sim:
         stage("starting the virtual board (profiling mode)")
-        run = _run_sim(model_path, m, board, runtime, runs, deadline)
+        run = _run_sim(model_path, m, board, runtime, runs, deadline, optimize)
         res = assemble(m, str(model_path), run, board, runtime.id, "sim")
         res.flash_bytes, res.ram_bytes = _footprint_estimate(model_path, board, runtime)
         res.notes.append("virtual board: operator cycles come from the latency model "

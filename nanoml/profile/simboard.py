@@ -26,13 +26,15 @@ from .session import FdReader
 
 class ProfilingVirtualBoard(VirtualBoard):
     def __init__(self, model_path: str | Path, runtime_id: str, clock_hz: int,
-                 deadline: Deadline | float | None = None, **kwargs):
+                 deadline: Deadline | float | None = None, optimize: str | None = None,
+                 **kwargs):
         deadline = Deadline.of(deadline)
         sim_model = SimModel(model_path, deadline=deadline)
         try:
             super().__init__(sim_model, input="synthetic", runtime=runtime_id, **kwargs)
             self.owns_model = True
-            layers, _, _, _ = estimate_layers(sim_model.model, runtime_id, clock_hz)
+            layers, _, _, _ = estimate_layers(sim_model.model, runtime_id, clock_hz,
+                                              optimize=optimize, per_kernel_abi=True)
             self.op_names = [layer.op for layer in layers]
             self.op_cycles = [int(round(layer.cycles)) for layer in layers]
             self.clock_hz = clock_hz
