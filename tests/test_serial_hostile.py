@@ -464,6 +464,7 @@ BAD_VALUES = {
     "hex12": [b"0123456789a", b"0123456789abc", b"0123456789ag"],
     "tensors": [b"int8", b"int8:1x-1", b"INT8:1", b"int8:1x" + b"9" * 11, b"int8:" + b"x".join([b"1"] * 9),
                 b",".join([b"int8:1"] * 65), b"int8:2147483648"],
+    "b64": [b"A", b"AAA=", b"AA-A", b"A" * 1100],     # a lone char, padding, bad char, too long
 }
 
 
@@ -504,7 +505,8 @@ def garbage_line(rng: random.Random) -> bytes:
     spec = rng.choice([m for m in P.MESSAGES.values() if m.direction == "device"])
     f = rng.choice([f for f in spec.fields if f.kind in BAD_VALUES])
     sample = {"uint": b"1", "int": b"-1", "bool": b"1", "floats": b"0.5", "ints": b"1", "text": b"t",
-              "list": b"A,B", "hex12": b"0123456789ab", "tensors": b"int8:1x2"}
+              "list": b"A,B", "hex12": b"0123456789ab", "tensors": b"int8:1x2",
+              "hexbytes": b"00", "b64": b"AAAA", "float": b"0.5"}
     parts = [b"~nm " + spec.type.encode()]
     for g in spec.fields:
         value = rng.choice(BAD_VALUES[g.kind]) if g is f else sample[g.kind]
