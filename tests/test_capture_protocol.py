@@ -318,3 +318,31 @@ def test_capture_code_compiles_for_the_board(tmp_path):
                         f"-I{sk / 'firmware'}", f"-I{sk / 'common'}", "-c", str(src),
                         "-o", str(tmp_path / "cap.o")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("kind,board,shape", [
+    ("mic", "nano33ble_sense", (1, 1600, 1)), ("imu", "nano33ble_sense", (1, 32, 9)),
+    ("imu", "nano33ble_sense_rev2", (1, 32, 3))])
+def test_plain_sensor_inputs_with_capture_compile_for_the_board(tmp_path, kind, board, shape):
+    """nanoml_input.cpp of a sensor build without a pipeline (the capture poll
+    included) compiles with the board's flags against the stub headers
+    (tests/cpp/stubs; the real core was checked by hand: docs/protocol.md)."""
+    from pathlib import Path
+    from firmware_helpers import make_model
+    from nanoml.firmware.build import BuildOptions, generate
+    if not shutil.which(ARM_GXX):
+        pytest.skip("arm-none-eabi-g++ not installed")
+    model = make_model(tmp_path / "m.tflite", shape, 3)
+    res = generate(BuildOptions(model=model, out=tmp_path / "p", input=kind, board=board,
+                                arena=4096))
+    src = res.project_dir / "src"
+    cfg = (src / "nanoml_config.h").read_text()
+    rate = {"mic": 16000, "nano33ble_sense": 119, "nano33ble_sense_rev2": 100}
+    want = rate["mic"] if kind == "mic" else rate[board]
+    assert f"kCaptureMaxRate = {want};" in cfg
+    assert f'kBoardRevision[] = "{"rev2" if board.endswith("rev2") else "rev1"}"' in cfg
+    assert (src / "nanoml_capture.h").is_file()
+    stubs = Path(__file__).resolve().parent / "cpp" / "stubs"
+    r = subprocess.run([ARM_GXX, *ARM_FLAGS, f"-I{stubs}", "-c", "nanoml_input.cpp", "-o",
+                        str(tmp_path / "in.o")], capture_output=True, text=True, cwd=src)
+    assert r.returncode == 0, r.stderr
