@@ -388,6 +388,9 @@ def test_edge_impulse_export_follows_the_documented_format(tmp_path):
     want = read_csv(tmp_path / "m.csv", IMU[:6])[:150]
     assert np.array_equal(np.array(w["values"], dtype=np.float32).view(np.uint32),
                           want.view(np.uint32))       # the same float32 values
+    r = capture("--export", "edge-impulse", "--out", out, "--label", "wave", "--export-to",
+                tmp_path / "w", "--json")
+    assert [f["export"] for f in doc_of(r)["files"]] == ["wave.1.json"]
     # signed: HS256 and the documented HMAC
     r = run_cli(["capture", "--export", "edge-impulse", "--out", str(out), "--export-to",
                  str(tmp_path / "signed")], env={"NANOML_EI_HMAC_KEY": "secret-key"})

@@ -73,15 +73,16 @@ def load_take(out: Path, entry: dict):
 
 
 def export_edge_impulse(out: Path, dest: Path, hmac_key: str | None = None,
-                        include_gaps: bool = False) -> list[dict]:
-    """Write one JSON file per take of the dataset `out` into `dest`; returns
-    [{file, export}] (paths relative to `out` and `dest`)."""
+                        include_gaps: bool = False, label: str | None = None) -> list[dict]:
+    """Write one JSON file per take of the dataset `out` (of `label` only, when
+    given) into `dest`; returns [{file, export}] (relative to `out` and `dest`)."""
     from .. import progress
     from ..atomic import write_atomic
     entries, _ = read_manifest(out)
-    todo = clean(entries, include_gaps)
+    todo = [e for e in clean(entries, include_gaps) if label is None or e.get("label") == label]
     if not todo:
-        raise InputError(f"{out}: no take in {out / 'manifest.jsonl'} to export",
+        which = f" labelled {label}" if label is not None else ""
+        raise InputError(f"{out}: no take{which} in {out / 'manifest.jsonl'} to export",
                          hint="record takes first: nanoml capture --label NAME --out DIR ...")
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"--export-to {dest} is a file, not a folder")

@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o",
                                  help="The dataset folder (created when missing): takes go to "
                                       "OUT/<label>/, one line each to OUT/manifest.jsonl."),
-        label: str = typer.Option(None, "--label", help="What the takes are (a plain name)."),
+        label: str = typer.Option(None, "--label", help="What the takes are (a plain name); "
+                                                        "with --export: only that label's."),
         sensor: Sensor = typer.Option(Sensor.mic, "--sensor",
                                       help="mic: 16 kHz 16-bit mono WAV; imu: CSV rows."),
         count: int = count_option(1, "Takes to record."),
@@ -75,7 +76,7 @@ def register(app: typer.Typer) -> None:
         gaps; 2: bad input; 3: no board / the board vanished; 130: interrupted."""
         with handle_errors(json_out):
             if export is not None:
-                _export(out, export.value, export_to, hmac_key, include_gaps, json_out)
+                _export(out, export.value, export_to, hmac_key, include_gaps, label, json_out)
                 return
             req, b = _request(out, label, sensor.value, count, length, rate, channels,
                               countdown, port, sim, source, fast, board)
@@ -316,14 +317,14 @@ def _meter(value, sensor):
 
 # ---------------------------------------------------------------- export
 
-def _export(out, fmt, export_to, hmac_key, include_gaps, json_out) -> None:
+def _export(out, fmt, export_to, hmac_key, include_gaps, label, json_out) -> None:
     from ..capture.export import export_edge_impulse
     from ..errors import UsageError
     if not out.is_dir():
         raise UsageError(f"--out {out}: no such dataset folder")
     dest = export_to or out / "_export" / fmt
     with show_progress(not json_out, "exporting"):
-        files = export_edge_impulse(out, dest, hmac_key or None, include_gaps)
+        files = export_edge_impulse(out, dest, hmac_key or None, include_gaps, label)
     if json_out:
         emit_json({"action": "export", "format": fmt, "out": str(out), "export_to": str(dest),
                    "signed": bool(hmac_key), "files": files}, SCHEMA, 0)
