@@ -366,3 +366,20 @@ def test_a_stream_damaged_on_every_attempt_is_never_compared(tmp_path):
     assert p.returncode != 0 and "Traceback" not in p.stderr and "PASS" not in p.stdout
     errs = error_lines(p)
     assert len(errs) == 1 and "operator 2" in errs[0]
+
+
+def test_a_float_model_in_real_units(tmp_path):
+    """hello_world_float: float tensors are compared in real units and relative
+    to their range; changed weights of its middle layer are found the same way."""
+    from nanoml.sim.board import VirtualBoard
+    path = model_path("hello_world_float.tflite")
+    rc, doc = layers_json(path, "--sim", "--limit", "2")
+    assert rc == 0 and all(r["max_lsb"] is None and r["max_rel_error"] == 0.0
+                           for r in doc["layers"])
+    copy = tmp_path / "tampered.tflite"
+    k = tamper_weights(path, copy)
+    with VirtualBoard(copy, input="serial", rate_hz=0, layers=True) as vb:
+        rc, doc = layers_json(path, "--port", vb.port)
+    assert rc == 1 and doc["first_divergent"]["index"] == k
+    assert all(r["within"] and r["max_abs_error"] == 0.0 for r in doc["layers"][:k])
+    assert doc["layers"][k]["max_rel_error"] is None or doc["layers"][k]["max_rel_error"] > 1e-2
