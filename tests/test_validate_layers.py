@@ -243,7 +243,7 @@ def test_a_firmware_without_layer_dumps_says_what_to_flash():
     from nanoml.sim.board import VirtualBoard
     with VirtualBoard(GESTURE, input="serial", rate_hz=0) as vb:       # no layers build
         p = nanoml("validate", GESTURE, "--layers", "--port", vb.port)
-    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "Traceback" not in p.stderr
     errs = error_lines(p)
     assert len(errs) == 1 and "does not dump layers" in errs[0]
     assert "--layers" in p.stderr.split("hint:", 1)[1]
@@ -363,7 +363,7 @@ def test_a_stream_damaged_on_every_attempt_is_never_compared(tmp_path):
     x, recording, payload = _recorded_inputs(tmp_path)
     with ReplayBoard(recording, payload, faults=[tensor_crc_mismatch(2, 1)] * 3) as fake:
         p = nanoml("validate", GESTURE, "--layers", "--port", fake.port, "--inputs", x)
-    assert p.returncode != 0 and "Traceback" not in p.stderr and "PASS" not in p.stdout
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "PASS" not in p.stdout
     errs = error_lines(p)
     assert len(errs) == 1 and "operator 2" in errs[0]
 
