@@ -6,6 +6,7 @@ compiled for the Cortex-M4."""
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import subprocess
@@ -34,7 +35,7 @@ static float next_f() { g_lcg = g_lcg * 1664525u + 1013904223u; return (float)(i
 
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "parse";
-  static unsigned char in[1 << 20];
+  static unsigned char in[1 << 25];   // 32 MiB: a long fuzz campaign in one go
   const size_t n = fread(in, 1, sizeof(in), stdin);
   nanoml::CommandParser p;
   if (strcmp(mode, "parse") == 0) {
@@ -198,9 +199,14 @@ def _mutants(rng: random.Random, n: int) -> bytes:
     return bytes(out)
 
 
+# mutated lines per seed (NANOML_FUZZ_CAPTURE_LINES: a longer campaign)
+FUZZ_LINES = int(os.environ.get("NANOML_FUZZ_CAPTURE_LINES", "3000"))
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_cpp_and_python_parsers_agree_on_mutated_streams(tool, seed):
-    data = _mutants(random.Random(seed), 3000)
+    data = _mutants(random.Random(seed), FUZZ_LINES)
+    assert len(data) < 1 << 25                       # the driver's input buffer
     got = _run(tool, "parse", stdin=data).splitlines()
     want = _py_events(data)
     assert got == want
