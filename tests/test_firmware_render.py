@@ -250,11 +250,12 @@ def test_model_swap_changes_only_the_model_unit(tmp_path):
     first = generate(BuildOptions(model=a, out=tmp_path / "proj", arena=4096))
     second = generate(BuildOptions(model=b, out=tmp_path / "proj", arena=4096))
     assert first.files.written and second.files.written == ["src/model_data.cpp"]
-    # a model with other ops: the resolver unit changes too, main.cpp never
+    # a model with other ops: the resolver unit changes too, and the kernels' flags
+    # (nanoml_flags.py: only those files' compile lines change), main.cpp never
     c = make_model(tmp_path / "c.tflite", (1, 12, 3), 4, softmax=False)
     third = generate(BuildOptions(model=c, out=tmp_path / "proj", arena=4096))
     assert {"src/model_data.cpp", "src/nanoml_ops.cpp"} <= set(third.files.written) <= {
-        "src/model_data.cpp", "src/nanoml_ops.cpp", "src/nanoml_buffers.cpp"}
+        "src/model_data.cpp", "src/nanoml_ops.cpp", "src/nanoml_buffers.cpp", "nanoml_flags.py"}
 
 
 def test_user_files_are_never_touched(tmp_path):
