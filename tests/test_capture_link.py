@@ -286,3 +286,17 @@ def test_dwin_is_refused_by_a_board_without_detections():
     with open_link(sim=True, fast=True) as link:
         with pytest.raises(CaptureError, match="why=window"):
             link.set_detection_windows(True)
+
+
+def test_a_take_aborted_by_the_host_does_not_block_the_next(minute_wav):
+    """Ctrl-C: abort() sends stop and forgets the take; if the stop is lost the
+    board still streams it, answers the next cap with busy, and the link ends
+    that take (stop) before asking again."""
+    path, src = minute_wav
+    with open_link(sim=True, source=path, fast=False) as link:
+        for chunk in link.take("mic", samples=0):         # until stopped
+            break
+        link.assembler.lost("stop")                        # as if abort()'s stop was lost
+        assert link.board.engine.active                    # the board still streams take 1
+        take = link.record("mic", samples=100)
+    assert take.end.complete and take.start.take == 2

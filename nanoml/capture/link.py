@@ -39,6 +39,7 @@ FRAME_TIMEOUT_S = 3.0            # silence within a take before it counts as los
 
 class CaptureError(NanomlError):
     """The board did not do what the capture asked (no answer, refused, cut)."""
+    why: str | None = None       # the board's refusal token (cack why=), when refused
 
 
 class SensorAbsent(UsageError):
@@ -305,7 +306,7 @@ def check_request(sensor: str, rate: int | None, channels: int | None,
     if sensor == "mic":
         if rate not in (None, MIC_RATE) or channels not in (None, 1):
             raise UsageError(f"the microphone gives {MIC_RATE} samples/s of 1 channel",
-                             hint=f"leave --rate and --channels out for --sensor mic")
+                             hint="leave --rate and --channels out for --sensor mic")
         return MIC_RATE, 1
     odr = int((b.sensors.get("imu", {}).get("odr_hz") if b else None) or 119)
     rate = odr if rate is None else int(rate)
@@ -358,7 +359,10 @@ class CaptureLink:
         try:
             if self.assembler.active:
                 self.abort()
-            self.ser.close()
+            try:
+                self.ser.close()
+            except OSError:
+                pass
         finally:
             if self.board is not None:
                 self.board.stop()
@@ -455,8 +459,10 @@ class CaptureLink:
                                "was built for the other sensor)",
                                hint=f"flash a firmware built with --input {self.sensor}, or "
                                     "use the other --sensor")
-        raise CaptureError(f"the board refused '{mtype}' (why={why})",
+        err = CaptureError(f"the board refused '{mtype}' (why={why})",
                            hint="see docs/protocol.md, capture refusals")
+        err.why = why
+        raise err
 
     def start_take(self, sensor: str, rate: int | None = None, channels: int | None = None,
                    samples: int = 0) -> TakeStart:
@@ -474,8 +480,14 @@ class CaptureLink:
         self.end = None
         self.source_ended = False
         self._pending = []
-        self._command("cap", {"sensor": sensor, "rate": self.rate, "ch": self.channels,
-                              "n": samples})
+        cap = {"sensor": sensor, "rate": self.rate, "ch": self.channels, "n": samples}
+        try:
+            self._command("cap", cap)
+        except CaptureError as e:
+            if e.why != "busy":
+                raise
+            self._command("stop", {})        # a take we aborted still runs: end it, once
+            self._command("cap", cap)
         end = time.monotonic() + ANSWER_TIMEOUT_S
         while time.monotonic() < end:
             got = self._pending_or_read()
