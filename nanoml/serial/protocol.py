@@ -334,7 +334,9 @@ MESSAGES: dict[str, MessageSpec] = {m.type: m for m in (
         _f("frames", "uint", "`smp` frames sent"),
         _f("drop", "uint", "samples the device lost during the take (ring overflow, a "
                            "line that did not fit the USB buffer)"),
-        _f("why", "text", "done (n reached), stop (host), error", limit=16),
+        _f("why", "text", "done (n reached), stop (the host's `stop`), end (`nanoml sim`: the "
+                          "file ended), error (the device ended it: the host closed the port)",
+           limit=16),
         _f("sim", "bool", "1 when sent by `nanoml sim`", False),
     )),
 )}
