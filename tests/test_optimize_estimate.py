@@ -13,7 +13,8 @@ from conftest import shared_path
 from mutants import run_cli
 
 from nanoml.model.tflite import load
-from nanoml.profile.costmodel import coefficient_name, has_cost_model, load_cost_model
+from nanoml.profile.costmodel import (coefficient_name, has_cost_model, load_cost_model,
+                                     load_flag_set_model)
 from nanoml.profile.cpi import choose_cpi, read_recorded_cpi, record_cpi
 from nanoml.profile.softfloat import FLOAT_HEAVY_SHARE, float_share
 
@@ -22,6 +23,12 @@ MODELS = DATA / "estimate" / "models"
 VGG = MODELS / "net_vgg.tflite"          # int8
 VGG_F = MODELS / "net_vgg_f.tflite"      # float
 RT = "chirale_2.0.0"
+
+
+def _flag_sets() -> list[str]:
+    from nanoml.firmware.optimize import load_table
+    t = load_table(RT)
+    return sorted(t.flag_sets) if t is not None else []
 
 
 def _json(args, rc=0):
@@ -229,20 +236,43 @@ def test_each_build_estimate_within_5_percent(build, part, name):
     assert abs(total / m["total_instructions"] - 1) < 0.05, (total, m["total_instructions"])
 
 
+FLAG_SET_ACCEPTANCE = [(fs, part, name) for fs in _flag_sets()
+                       if load_flag_set_model(RT, fs) is not None
+                       for part in ("shared", "holdout")
+                       for name in sorted(_measured(f"{RT}.{fs}", part))]
+
+
+@pytest.mark.parametrize("fs,part,name", FLAG_SET_ACCEPTANCE)
+def test_each_flag_set_table_within_5_percent(fs, part, name):
+    """The table of the whole library at one flag set (what the speed build's kernels
+    take when the speed build has no table of its own) against its measurements."""
+    from nanoml.profile.kernels import operator_work
+    cm = load_flag_set_model(RT, fs)
+    model = load(shared_path("models", name) if part == "shared" else MODELS / name)
+    m = _measured(f"{RT}.{fs}", part)[name]
+    per_op = [cm.op_instructions(operator_work(model.main, op)) for op in model.main.operators]
+    assert None not in per_op
+    total = cm.total_instructions(per_op, len(per_op))
+    assert abs(total / m["total_instructions"] - 1) < 0.05, (total, m["total_instructions"])
+
+
 # --- every build's table is the fit of its committed measurements -------------------------
 
-BUILD_TABLES = [(opt, abi) for opt, abi in (("speed", "softfp"), ("size", "soft"))
-                if has_cost_model(RT, opt, abi)]
+BUILD_TABLES = [(coefficient_name(RT, opt, abi), opt, abi)
+                for opt, abi in (("speed", "softfp"), ("size", "soft"))
+                if has_cost_model(RT, opt, abi)] + \
+               [(f"{RT}.{fs}", fs, "softfp") for fs in _flag_sets()
+                if (Path(__file__).parent.parent / "nanoml" / "profile" / "coefficients"
+                    / f"{RT}.{fs}.json").exists()]
 
 
-@pytest.mark.parametrize("opt,abi", BUILD_TABLES)
-def test_build_tables_are_the_fit_of_their_committed_data(opt, abi):
+@pytest.mark.parametrize("stem,opt,abi", BUILD_TABLES)
+def test_build_tables_are_the_fit_of_their_committed_data(stem, opt, abi):
     """`coefficient_fit` on <rt>.<build>.measured.json (generated models) and
     <rt>.<build>.shared.json (shared models) gives exactly the committed table; the
     held-out file is never part of it."""
     from nanoml.profile.coefficient_fit import collect, fit
     from conftest import SHARED
-    stem = coefficient_name(RT, opt, abi)
     shared_path("models")
     pairs = [(DATA / "estimate" / f"{stem}.measured.json", MODELS),
              (DATA / "estimate" / f"{stem}.shared.json", SHARED / "models")]
@@ -259,3 +289,37 @@ def test_build_tables_are_the_fit_of_their_committed_data(opt, abi):
         assert v["dtypes"] == c["dtypes"], path
         assert v["per"] == pytest.approx(c["per"], rel=1e-3, abs=1e-3), path
         assert v["fixed"] == pytest.approx(c["fixed"], rel=1e-3, abs=1e-2), path
+
+
+def test_speed_build_without_its_own_table_takes_each_kernels_flag_set_table(monkeypatch):
+    """Composition: a speed build with no table of its own estimates each operator with
+    the table of its kernel's chosen flag set (H2's test table: CONV_2D -> O2), the
+    others with the size table. The O2 table here is the size table at 3/4 (a stand-in:
+    what is checked is which operator takes which table)."""
+    import dataclasses
+    import tomllib
+    from nanoml.firmware import optimize
+    from nanoml.profile import costmodel
+    from nanoml.profile.costmodel import PathCost
+    from nanoml.profile.estimate import estimate_layers
+    if has_cost_model(RT, "speed"):
+        pytest.skip("the speed build has its own table")
+    table = optimize.parse_table(tomllib.loads((DATA / "optimize" / "test_table.toml")
+                                               .read_text()), RT)
+    size = load_cost_model(RT)
+    o2 = dataclasses.replace(size, optimize="O2", paths={
+        k: PathCost(v.fixed * 0.75, {kk: vv * 0.75 for kk, vv in v.per.items()}, v.dtypes)
+        for k, v in size.paths.items()})
+    monkeypatch.setattr(optimize, "load_table", lambda rid: table)
+    monkeypatch.setattr(costmodel, "load_flag_set_model",
+                        lambda rid, fs: o2 if fs == "O2" else None)
+    model = load(VGG)
+    base, _, _, _ = estimate_layers(model, RT, 64_000_000, optimize="size", per_kernel_abi=True)
+    fast, _, _, notes = estimate_layers(model, RT, 64_000_000, optimize="speed",
+                                        per_kernel_abi=True)
+    ops = [o.op for o in model.main.operators]
+    assert "CONV_2D" in ops and any(o != "CONV_2D" for o in ops)
+    for op, a, b in zip(ops, base, fast):
+        want = a.instructions * 0.75 if op in ("CONV_2D", "SOFTMAX") else a.instructions
+        assert b.instructions == pytest.approx(want, abs=2), op
+    assert any("from the O2 tables" in n for n in notes)

@@ -141,7 +141,24 @@ def load_cost_model(runtime_id: str, optimize: str | None = None,
         notes.append(f"no latency table of the {optimize} build for {rid}: the figures are "
                      "the size build's")
         optimize = SIZE
-    d = json.loads(root.joinpath(coefficient_name(rid, optimize, float_abi) + ".json").read_text())
+    return _read(rid, coefficient_name(rid, optimize, float_abi), optimize, float_abi, notes)
+
+
+@lru_cache(maxsize=None)
+def load_flag_set_model(runtime_id: str, flag_set: str) -> CostModel | None:
+    """The table of the whole library built with one flag set of
+    nanoml/data/optimize/<runtime>.toml (`<runtime>.<flag set>.json`, e.g. O2), or None.
+    The speed build's kernels take their flag set's table when the speed build has no
+    table of its own (nanoml.profile.estimate)."""
+    rid = _ALIASES.get(runtime_id, runtime_id)
+    stem = f"{rid}.{flag_set}"
+    if flag_set in (SIZE, SPEED, SOFT) or not _root().joinpath(stem + ".json").is_file():
+        return None
+    return _read(rid, stem, flag_set, SOFTFP, [])
+
+
+def _read(rid: str, stem: str, optimize: str, float_abi: str, notes: list) -> CostModel:
+    d = json.loads(_root().joinpath(stem + ".json").read_text())
     paths = {k: PathCost(float(v["fixed"]), {kk: float(vv) for kk, vv in v["per"].items()},
                          frozenset(v["dtypes"]))
              for k, v in d["paths"].items()}

@@ -69,7 +69,8 @@ def estimate_layers(model: Model, runtime_id: str, clock_hz: int, cpi: float | N
     Ops with no figure (basis "unmeasured" or "out_of_range": instructions None,
     cycles 0) add nothing to the total, which is then a lower bound."""
     cm = load_cost_model(runtime_id, optimize, float_abi)
-    soft = _soft_kernels(model, runtime_id, cm) if per_kernel_abi and float_abi is None else {}
+    soft = _kernel_tables(model, runtime_id, cm, optimize) \
+        if per_kernel_abi and float_abi is None else {}
     cpi = cm.cpi if cpi is None else cpi
     sg = model.main
     layers, per_op, notes = [], [], []
@@ -93,25 +94,38 @@ def estimate_layers(model: Model, runtime_id: str, clock_hz: int, cpi: float | N
                      "table): the totals are lower bounds")
     if cm.id != runtime_id:
         notes.append(f"latency model of {cm.id} used for {runtime_id} (same CMSIS-NN kernels)")
-    notes.extend(cm.notes)
+    sets = sorted({t.optimize for t in soft.values() if t.optimize not in (SIZE, SPEED)})
+    if sets:
+        notes.append(f"speed build: {sum(1 for t in soft.values() if t.optimize in sets)} "
+                     f"operators from the {'/'.join(sets)} tables (the whole library measured "
+                     "with that flag set), the rest from the size build's")
+    else:
+        notes.extend(cm.notes)
     if len(model.subgraphs) > 1:
         notes.append("only the main subgraph is estimated (control-flow subgraphs are not)")
     return layers, total, cpi, notes
 
 
-def _soft_kernels(model: Model, runtime_id: str, cm) -> dict:
-    """{operator index: soft-float table} for the ops nanoml's project builds with
-    -mfloat-abi=soft, when this profile has a soft-float table (else {})."""
-    from .costmodel import has_cost_model
-    if not has_cost_model(cm.id, cm.optimize, SOFT):
-        return {}
+def _kernel_tables(model: Model, runtime_id: str, cm, profile: str | None) -> dict:
+    """{operator index: the table of the build its kernel gets in nanoml's project},
+    where that is not `cm`: a speed build without a table of its own gives each kernel
+    its chosen flag set's table (`<runtime>.<flag set>.json`, when measured); a kernel
+    built -mfloat-abi=soft takes the profile's soft-float table (when measured)."""
     from ..firmware import optimize
+    from .costmodel import has_cost_model, load_flag_set_model
     table = optimize.load_table(cm.id)
-    soft = load_cost_model(runtime_id, cm.optimize, SOFT)
+    soft = load_cost_model(runtime_id, cm.optimize, SOFT) \
+        if has_cost_model(cm.id, cm.optimize, SOFT) else None
+    by_flags = profile == SPEED and cm.optimize == SIZE and table is not None
     sg = model.main
     out = {}
     for op in sg.operators:
-        if optimize.op_float_abi(table, *optimize.op_use(sg, op)) == SOFT:
+        name, dtype = optimize.op_use(sg, op)
+        entry = table.ops.get(name) if by_flags else None
+        fs = load_flag_set_model(cm.id, entry.speed) if entry is not None else None
+        if fs is not None:
+            out[op.index] = fs
+        elif soft is not None and optimize.op_float_abi(table, name, dtype) == SOFT:
             out[op.index] = soft
     return out
 
@@ -209,7 +223,10 @@ def optimization_rows(model: Model, board, runtime_id: str, footprints: dict,
         layers, total, c, _ = estimate_layers(model, runtime_id, board.clock_hz, cpi, opt,
                                               per_kernel_abi=True)
         fp = footprints.get(opt)
-        rows.append({"optimize": opt, "measured": cm.optimize == opt, "flags": list(cm.flags),
+        composed = any(t.optimize not in (SIZE, SPEED) for t in
+                       _kernel_tables(model, runtime_id, cm, opt).values())
+        rows.append({"optimize": opt, "measured": cm.optimize == opt or composed,
+                     "flags": list(cm.flags),
                      "instructions": total, "ms": round(total * c / board.clock_hz * 1000.0, 4),
                      "lower_bound": any(not x.estimated for x in layers),
                      "flash_bytes": fp.flash_bytes if fp else None,
