@@ -227,7 +227,7 @@ def _dwconv(sg, op) -> Work:
     rows *= n
     if _is_float(inp):
         return Work("dw_f32", {"out": p * cout, "tap_visits": p * cout * win.taps,
-                               "macs": tv * cout})
+                               "row_visits": p * cout * kh, "pixels": p, "macs": tv * cout})
     if not _is_int8(inp):
         return Work(f"dw_{inp.dtype}", {"elements": out.elements}, "no kernel model")
     dil1 = win.dh == 1 and win.dw == 1
