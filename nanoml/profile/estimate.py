@@ -144,6 +144,8 @@ def estimate(model_path: str | Path, runtime_id: str, board, cpi: float | None =
     with static memory, so `static_memory` is no longer needed). `project`: where a board
     run recorded its CPI (default: the folder `build` uses)."""
     model = load(model_path)
+    if float_abi == SOFT and optimize is None:
+        optimize = SIZE      # a soft-float build is PlatformIO's own: the core's -Os
     res = ProfileResult(source="estimate", model=str(model_path), board=board.id,
                         runtime=runtime_id, clock_hz=board.clock_hz, layers=[],
                         latency=Latency.estimated(0.0, False))
