@@ -6,21 +6,21 @@ the variant's `-mfloat-abi=softfp`, and the last flag wins. nanoml's generated p
 fixes that (docs/build.md). `inspect` and `profile --estimate` warn when such a build
 would hurt: the model is *float-heavy* when at least `FLOAT_HEAVY_SHARE` of its
 estimated instructions are in float kernels (an operator whose dtype path has a
-float32 tensor). With the smallest float slowdown measured (2.5x, float ResNet-8)
-that share costs a soft-float build at least +15%.
+float32 tensor). With the smallest float slowdown measured (1.9x, a float MobileNet-v1
+at -Os) that share costs a soft-float build about +10%.
 
 The factor comes from the soft-float latency table when the runtime has one
-(`<runtime>.soft.json`: the whole library at -Os with -mfloat-abi=soft, measured on
-the emulated Cortex-M4), else from issue 11's measured table (labelled as such).
+(`<runtime>.soft.json`: the whole library at -Os with -mfloat-abi=soft, fitted like the
+other tables), else the measured range (labelled with its source).
 """
 
 from __future__ import annotations
 
 FLOAT_HEAVY_SHARE = 0.10
-# Measured by hand for issue 11 (hello_world_float 6.0x, trained_lstm float 10.2x,
-# MLPerf Tiny IC float ResNet-8 2.5x): used until a soft-float table exists.
-ISSUE_SOURCE = ("issue 11's table: soft vs softfp instructions per Invoke() on an emulated "
-                "Cortex-M4 build of Chirale_TensorFlowLite 2.0.0 at -Os")
+# Used until a soft-float table exists: soft vs softfp at -Os, instructions per Invoke().
+ISSUE_SOURCE = ("measured on an emulated Cortex-M4 build of Chirale_TensorFlowLite 2.0.0 at -Os: "
+                "float models 1.9x-5.7x (tests/data/estimate/chirale_2.0.0.soft.*.json), a float "
+                "LSTM 10.2x (issue 11's table)")
 
 
 def is_float(dtype: str | None) -> bool:
@@ -69,7 +69,7 @@ def warning(info: dict) -> str | None:
         cost = (f"would retire {info['soft_factor']:.1f}x the instructions of this estimate "
                 f"({info['soft_instructions']:,}; {info['source']})")
     else:
-        cost = "would run its float kernels 2.5x-10.2x slower (" + info["source"] + ")"
+        cost = "would run its float kernels about 2x-10x slower (" + info["source"] + ")"
     return (f"{pct:.0f}% of this model's estimated instructions are in float kernels: a build "
             "that computes floats in software (e.g. your own PlatformIO project for this "
             "board: PlatformIO's mbed builder appends -mfloat-abi=soft) " + cost
