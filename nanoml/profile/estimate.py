@@ -125,8 +125,9 @@ def _kernel_tables(model: Model, runtime_id: str, cm, profile: str | None) -> di
         fs = load_flag_set_model(cm.id, entry.speed) if entry is not None else None
         if fs is not None:
             out[op.index] = fs
-        elif soft is not None and optimize.op_float_abi(table, name, dtype) == SOFT:
-            out[op.index] = soft
+        elif soft is not None and optimize.op_float_abi(table, name, dtype) == SOFT \
+                and soft.is_measured(operator_work(sg, op)):
+            out[op.index] = soft     # (a path the soft table lacks keeps the FPU table)
     return out
 
 
