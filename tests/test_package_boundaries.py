@@ -15,6 +15,8 @@ IMPORT_CHECKS = {
     "nanoml.sim.board": "termios/tty: the virtual board needs a POSIX pseudo-terminal",
     "nanoml.model._convert_worker": "TensorFlow is an optional extra (nanoml[convert])",
     "nanoml.sim.isolated": "resource (the worker's memory cap) exists on POSIX only",
+    "nanoml.validate.tflite_runtime": "LiteRT or TensorFlow: optional (validate --layers "
+                                      "--reference tflite)",
 }
 
 

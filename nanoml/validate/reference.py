@@ -98,13 +98,10 @@ def _arena(model: tflite.Model) -> int:
 def _tflite_runtime():
     """The --reference tflite interpreter module, checked before any worker starts."""
     import importlib.util
-    for name in ("ai_edge_litert", "tensorflow"):
-        try:
-            if importlib.util.find_spec(name) is not None:
-                from . import tflite_runtime
-                return tflite_runtime
-        except (ImportError, ValueError):
-            continue
+    for name in ("ai_edge_litert", "tensorflow"):     # top-level names: find_spec imports nothing
+        if importlib.util.find_spec(name) is not None:
+            from . import tflite_runtime
+            return tflite_runtime
     raise ToolError("--reference tflite needs TensorFlow Lite's interpreter, and neither "
                     "ai-edge-litert nor TensorFlow is installed", TFLITE_HINT)
 
