@@ -45,7 +45,8 @@ def _op_estimate(cm, sg, op, work) -> tuple[int | None, str, str | None]:
     if big:
         return None, OUT_OF_RANGE, big
     if not cm.is_measured(work):
-        why = f"kernel {work.path} with {work.dtype} never measured on {cm.id}"
+        build = f"{cm.id}'s soft-float build" if cm.float_abi == "soft" else cm.id
+        why = f"kernel {work.path} with {work.dtype} never measured on {build}"
         return None, UNMEASURED, why + (f" ({work.note})" if work.note else "")
     try:
         instr = cm.op_instructions(work)
