@@ -149,6 +149,7 @@ def _worker(conn, err_fd: int, data: bytes, arena_size: int, n_inputs: int, n_ou
     except BaseException as e:  # noqa: BLE001 - reported to the parent
         conn.send(failure(e) + (ALLOCATING if ip is None else CHECK_INVOKING,))
         return
+    alone: dict = {}                           # key -> interpreter of run_alone()'s models
     while serve:
         try:
             req = conn.recv()
@@ -168,6 +169,19 @@ def _worker(conn, err_fd: int, data: bytes, arena_size: int, n_inputs: int, n_ou
             elif req[0] == "reset":
                 ip.reset()
                 conn.send(("ok",))
+            elif req[0] == "alone":            # another (single-operator) model, same worker
+                key, data2, arena2, arrays, wanted = req[1:]
+                if key not in alone:
+                    alone[key] = runtime.Interpreter.from_bytes(
+                        data2, arena_size=arena2,
+                        intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+                sub = alone[key]
+                sub.reset()
+                for i, arr in enumerate(arrays):
+                    sub.set_input(arr, i)
+                sub.invoke()
+                conn.send(("ok", [np.array(sub.GetTensor(int(i), 0)["tensor_data"])
+                                  for i in wanted]))
             elif req[0] == "allocations":
                 start = os.fstat(err_fd).st_size
                 ip.print_allocations()
@@ -242,6 +256,15 @@ class HostInterpreter:
 
     def reset(self) -> None:
         self._call(("reset",), INVOKING)
+
+    def run_alone(self, key, data: bytes, arena_size: int, arrays: list,
+                  wanted: list[int]) -> list:
+        """Another model (`data`, kept in the worker under `key`) from a reset state on
+        `arrays`: its subgraph-0 tensors `wanted` (validate --layers' single operators)."""
+        sent = getattr(self, "_alone_keys", set())
+        self._alone_keys = sent | {key}
+        return self._call(("alone", key, None if key in sent else data, arena_size,
+                           list(arrays), [int(i) for i in wanted]), INVOKING)[1]
 
     def allocations(self) -> str:
         """What TFLM's RecordingMicroAllocator prints (its allocation report)."""

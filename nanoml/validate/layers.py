@@ -136,8 +136,30 @@ class LayerRow:
     input: int | None = None         # the input (sample index) of the worst difference
     mismatch: str | None = None
     undetermined: int = 0            # most elements never written by the op, on one input
+    # local: the op alone on the board's own input tensors (None: not run alone)
+    local_max_lsb: int | None = None
+    local_max_abs: float | None = None
+    local_within: bool | None = None
+    local_note: str | None = None    # why there is no local comparison
+    propagated_within: bool = True
 
-    def add(self, d: TensorDiff, sample: int) -> None:
+    def add(self, d: TensorDiff, sample: int, local: TensorDiff | None = None,
+            note: str | None = None) -> None:
+        """One input: `d` end to end (propagated), `local` the op alone (or None,
+        `note` why). `within` is the local verdict where there is one."""
+        self.propagated_within = self.propagated_within and d.within
+        if local is None:
+            self.local_note = self.local_note or note
+        elif self.local_note is None:
+            self.local_max_abs = max(self.local_max_abs or 0.0, local.max_abs)
+            if local.max_lsb is not None:
+                self.local_max_lsb = max(self.local_max_lsb or 0, local.max_lsb)
+            self.local_within = (self.local_within is not False) and local.within
+        if self.local_note is not None:      # one input without it: none for the layer
+            self.local_max_lsb = self.local_max_abs = self.local_within = None
+        self._add(d, sample)
+
+    def _add(self, d: TensorDiff, sample: int) -> None:
         worse = (d.max_abs > self.max_abs or (self.input is None)
                  or (not d.within and self.within))
         if d.max_lsb is not None:
@@ -147,7 +169,8 @@ class LayerRow:
         if worse:
             self.input = sample
         self.max_abs = max(self.max_abs, d.max_abs)
-        self.within = self.within and d.within
+        self.within = (self.propagated_within if self.local_within is None
+                       else self.local_within)
         self.mismatch = self.mismatch or d.mismatch
         self.undetermined = max(self.undetermined, d.undetermined)
 
@@ -158,7 +181,11 @@ class LayerRow:
                 "max_lsb": self.max_lsb, "max_abs_error": _finite(self.max_abs),
                 "max_rel_error": _finite(self.max_rel), "within": self.within,
                 "input": self.input, "mismatch": self.mismatch,
-                "undetermined": self.undetermined}
+                "undetermined": self.undetermined,
+                "local_max_lsb": self.local_max_lsb,
+                "local_max_real": _finite(self.local_max_abs),
+                "local_within": self.local_within, "local_note": self.local_note,
+                "propagated_within": self.propagated_within}
 
 
 @dataclass
@@ -181,6 +208,13 @@ class SampleLayers:
     index: int
     diffs: list[TensorDiff]            # one per LayerRow (operator, first output)
     input_diff: TensorDiff | None = None   # the board's copy of the model input, when sent
+    local: list[TensorDiff | None] | None = None   # the op alone on the board's inputs
+    notes: list[str | None] | None = None          # why local[k] is None
+
+    def judged(self, k: int) -> TensorDiff:
+        """What decides layer k: its local difference where it ran alone."""
+        loc = self.local[k] if self.local else None
+        return loc if loc is not None else self.diffs[k]
 
 
 def likely_cause(layers, rows: list[LayerRow], sample: SampleLayers, k: int, context: dict
@@ -188,7 +222,7 @@ def likely_cause(layers, rows: list[LayerRow], sample: SampleLayers, k: int, con
     """(token, sentence) for the first divergent layer `k` on `sample`. Heuristics:
     `context` has `board_model` / `model_sha` (hello vs the file), `reference`, `source`,
     `model_inputs` (tensor indices)."""
-    d = sample.diffs[k]
+    d = sample.judged(k)
     layer = layers[k]
     name = f"operator {layer.index} ({layer.op} v{layer.version})"
     takes_input = any(t in context.get("model_inputs", ()) for t in layer.inputs)
@@ -304,8 +338,8 @@ def first_divergent(layers, rows: list[LayerRow], samples: list[SampleLayers],
     where it is), with its likely cause."""
     best = None
     for s in samples:
-        for k, d in enumerate(s.diffs):
-            if not d.within:
+        for k in range(len(s.diffs)):
+            if not s.judged(k).within:
                 if best is None or k < best[0]:
                     best = (k, s)
                 break

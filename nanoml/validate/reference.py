@@ -229,23 +229,56 @@ class LayerReference:
         """(every operator output, the model's output arrays) for one input
         (raw tensor bytes per model input)."""
         import numpy as np
-        arrays = []
-        for (dtype, shape), data in zip(self.input_specs, inputs):
-            arrays.append(np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
-                          .astype(dtype).reshape(shape))
+        arrays = self.input_arrays(inputs)
         wanted = [(layer.index, t) for layer in self.layers for t in layer.outputs]
         self._ip.reset()          # the board resets before every dumped inference too
         outs, _ = self._ip.run(arrays)
         got = self._ip.tensors([t for _, t in wanted])      # each: both twins, stacked
-        tensors = self.model.main.tensors
-        res = []
-        for (op, t), pair in zip(wanted, got):
-            scale, zp = tensor_quant(tensors[t])
-            a, b = np.asarray(pair[0]), np.asarray(pair[1])
-            same = (a == b) | (np.isnan(a) & np.isnan(b)) if a.dtype.kind == "f" else a == b
-            res.append(LayerTensor(op, t, a.dtype.name, tuple(int(x) for x in a.shape),
-                                   scale, zp, a, None if same.all() else same))
+        res = [self._tensor(op, t, np.asarray(pair[0]), np.asarray(pair[1]))
+               for (op, t), pair in zip(wanted, got)]
         return res, [np.asarray(o) for o in outs]
+
+    def input_arrays(self, inputs: list[bytes]) -> list:
+        """Raw tensor bytes per model input as arrays of the model's dtype and shape."""
+        import numpy as np
+        return [np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
+                .reshape(shape) for (dtype, shape), data in zip(self.input_specs, inputs)]
+
+    def alone(self, layer: Layer) -> tuple[list[int], str | None]:
+        """(the tensors `layer` reads that are not constants, why it cannot run alone
+        or None)."""
+        from ..model import extract
+        op = self.model.main.operators[layer.index]
+        return extract.variable_inputs(self.model, op), extract.alone_refusal(self.model, op)
+
+    def run_alone(self, layer: Layer, arrays: list) -> list[LayerTensor]:
+        """`layer` alone (a single-operator model, in the same worker) on `arrays`
+        (one per alone()[0] tensor): its output tensors, with the undetermined mask."""
+        import numpy as np
+        from ..model import extract
+        from ..sim.model import default_arena
+        op = self.model.main.operators[layer.index]
+        cache = self.__dict__.setdefault("_single", {})
+        if layer.index not in cache:
+            data = extract.single_op_model(self.model, op)
+            tensors = self.model.main.tensors
+            acts = sum(tensors[t].arena_bytes + 16 for t in layer.inputs + layer.outputs)
+            cache[layer.index] = (data, min(_arena(self.model), default_arena(len(data))
+                                            + 2 * acts))
+        data, arena = cache[layer.index]
+        wanted = [extract.tensor_order(op).index(t) for t in layer.outputs]
+        got = self._ip.run_alone(layer.index, data, arena, arrays, wanted)
+        res = []
+        for t, pair in zip(layer.outputs, got):
+            res.append(self._tensor(layer.index, t, np.asarray(pair[0]), np.asarray(pair[1])))
+        return res
+
+    def _tensor(self, op: int, t: int, a, b) -> LayerTensor:
+        import numpy as np
+        scale, zp = tensor_quant(self.model.main.tensors[t])
+        same = (a == b) | (np.isnan(a) & np.isnan(b)) if a.dtype.kind == "f" else a == b
+        return LayerTensor(op, t, a.dtype.name, tuple(int(x) for x in a.shape), scale, zp, a,
+                           None if same.all() else same)
 
     def close(self) -> None:
         if self._ip is not None:
