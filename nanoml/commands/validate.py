@@ -138,19 +138,20 @@ def register(app: typer.Typer) -> None:
 
     def _render_layers(res, report) -> None:
         from rich.table import Table
-        from ..validate.layers_report import cells, summary
+        from ..validate.layers_report import cells, local_cell, summary
         c = console()
         for k, v in summary(res):
             c.print(f"{k:<16} {esc(v)}", soft_wrap=True)
         t = Table(show_edge=False)
-        for name in ("#", "op", "output", "dtype", "LSB", "real", "rel", "input", ""):
-            t.add_column(name, justify="right" if name in ("#", "LSB", "real", "rel", "input")
+        for name in ("#", "op", "output", "dtype", "LSB", "real", "rel", "local", "input", ""):
+            t.add_column(name, justify="right" if name in ("#", "LSB", "real", "rel", "local",
+                                                           "input")
                          else "left", overflow="fold")
         for row in res.rows:
             lsb, real, rel, verdict = cells(row)
             first = res.first is not None and res.first.index == row.index
             t.add_row(str(row.index), esc(row.op), "x".join(map(str, row.shape)), row.dtype, lsb,
-                      real, rel, "-" if row.input is None else str(row.input),
+                      real, rel, local_cell(row), "-" if row.input is None else str(row.input),
                       esc(verdict + (" <- first divergent" if first else "")),
                       style="bold red" if first else None)
         c.print(t)

@@ -40,17 +40,28 @@ def cells(row) -> tuple[str, str, str, str]:
     return lsb, real, rel, verdict
 
 
+def local_cell(row) -> str:
+    """The operator alone on the board's inputs (what `within` judges): its LSB
+    (real units for float tensors), or "-" when it could not run alone."""
+    if row.local_within is None:
+        return "-"
+    if row.local_max_lsb is not None:
+        return str(row.local_max_lsb)
+    return "inf" if row.local_max_abs is None else f"{row.local_max_abs:.4g}"
+
+
 def to_markdown(r: LayersResult) -> str:
     out = [f"# nanoml validate --layers: {r.model}", "", "| | |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in summary(r)]
     out += ["", "## Per operator", "",
-            "| # | op | output | dtype | max LSB | max real | relative | input | |",
-            "|---:|---|---|---|---:|---:|---:|---:|---|"]
+            "| # | op | output | dtype | max LSB | max real | relative | local | input | |",
+            "|---:|---|---|---|---:|---:|---:|---:|---:|---|"]
     for row in r.rows:
         lsb, real, rel, verdict = cells(row)
         mark = " **first divergent**" if r.first and r.first.index == row.index else ""
         out.append(f"| {row.index} | {row.op} | {'x'.join(map(str, row.shape))} | {row.dtype} | "
-                   f"{lsb} | {real} | {rel} | {'-' if row.input is None else row.input} | "
+                   f"{lsb} | {real} | {rel} | {local_cell(row)} | "
+                   f"{'-' if row.input is None else row.input} | "
                    f"{verdict}{mark} |")
     if r.notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in r.notes]
@@ -68,12 +79,14 @@ def to_html(r: LayersResult) -> str:
         rows.append(f"<tr{style}><td class=n>{row.index}</td><td>{e(row.op)}</td>"
                     f"<td>{e('x'.join(map(str, row.shape)))}</td><td>{e(row.dtype)}</td>"
                     f"<td class=n>{lsb}</td><td class=n>{real}</td><td class=n>{rel}</td>"
+                    f"<td class=n>{local_cell(row)}</td>"
                     f"<td class=n>{'-' if row.input is None else row.input}</td>"
                     f"<td>{e(verdict)}{' (first divergent)' if first else ''}</td></tr>")
     return html_document(
         f"nanoml validate --layers: {r.model}", "nanoml validate --layers", summary(r),
         "<h2>Per operator</h2><table><tr><th>#</th><th>op</th><th>output</th><th>dtype</th>"
-        "<th>max LSB</th><th>max real</th><th>relative</th><th>input</th><th></th></tr>"
+        "<th>max LSB</th><th>max real</th><th>relative</th><th>local</th><th>input</th>"
+        "<th></th></tr>"
         f"{''.join(rows)}</table>", [("Notes", r.notes)])
 
 
