@@ -84,8 +84,10 @@ def compare_local(ref: LayerReference, run, sample: list[bytes], s: SampleLayers
     against the board's output: `s.local` (None where it cannot run alone, the
     reason in `s.notes`). So a layer is not blamed for differences in its inputs."""
     import numpy as np
+    from ..sim.isolated import HostInterpreterError
     main = ref.model.main
     board = {d.tensor: d for d in run if d.readable}
+    by_key = {(d.op, d.tensor): d for d in run}
     given = {t: arr for t, arr in zip(main.inputs, ref.input_arrays(sample))}
     s.local, s.notes = [], []
     for layer in ref.layers:
@@ -106,8 +108,14 @@ def compare_local(ref: LayerReference, run, sample: list[bytes], s: SampleLayers
             s.local.append(None)
             s.notes.append(why)
             continue
-        outs = ref.run_alone(layer, arrays)
-        by_key = {(d.op, d.tensor): d for d in run}
+        try:
+            outs = ref.run_alone(layer, arrays)
+        except HostInterpreterError as e:
+            if e.status != "refused":        # the worker died: the reference with it
+                raise
+            s.local.append(None)
+            s.notes.append(f"the interpreter refused the operator alone ({e.message})")
+            continue
         s.local.append(_worst([compare_tensor(o, _dev_tensor(by_key.get((o.op, o.tensor))),
                                               tolerance) for o in outs]))
         s.notes.append(None)
