@@ -190,6 +190,11 @@ def source_option(help: str) -> typer.Option:
     return typer.Option(None, "--source", help=help)
 
 
+def layers_option(help: str) -> typer.Option:
+    """The layer-dump firmware / comparison (docs/options.md `--layers`)."""
+    return typer.Option(False, "--layers", help=help)
+
+
 FAST_OPTION = typer.Option(False, "--fast",
                            help="With --source: as fast as possible (default: real time).")
 
@@ -204,11 +209,6 @@ def stride_ms_option(help: str = "Audio pipeline: ms between inferences.") -> ty
 
 def stride_option(help: str = "IMU pipeline: samples between inferences.") -> typer.Option:
     return typer.Option(None, "--stride", callback=_count, help=help)
-def layers_option(help: str) -> typer.Option:
-    """The layer-dump firmware / comparison (docs/options.md `--layers`)."""
-    return typer.Option(False, "--layers", help=help)
-
-
 
 
 def decision_option(help: str = "Turn the pipeline's score smoothing into detections "
