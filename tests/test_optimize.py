@@ -151,6 +151,24 @@ def test_overlapping_globs_combine_like_shared_sources():
         ["-O3", "-mfloat-abi=soft"]                       # ADD's glob alone
 
 
+def test_source_speed_gives_one_file_its_own_set_where_its_op_chose_speed():
+    data = tomllib.loads(TEST_TABLE.read_text())
+    common = "src/tensorflow/lite/micro/kernels/conv_common.cpp"   # one of CONV_2D's sources
+    data["source_speed"] = {common: "O3"}
+    t = optimize.parse_table(data, "chirale_2.0.0")
+    assert optimize.file_flags(t, [("CONV_2D", "int8")], "speed")[common] == \
+        ["-O3", "-mfloat-abi=soft"]                       # its own set, not CONV_2D's O2
+    assert optimize.file_flags(t, [("CONV_2D", "int8")], "speed")[KERNEL_CONV] == \
+        ["-O2", "-mfloat-abi=soft"]
+    assert optimize.file_flags(t, [("CONV_2D", "int8")], "size")[common] == \
+        ["-Os", "-mfloat-abi=soft"]
+    # an op left at base keeps the file at base
+    data["ops"]["CONV_2D"]["speed"] = "base"
+    t = optimize.parse_table(data, "chirale_2.0.0")
+    assert optimize.file_flags(t, [("CONV_2D", "int8")], "speed")[common] == \
+        ["-Os", "-mfloat-abi=soft"]
+
+
 def test_op_uses_reads_the_dtype_of_the_work(tmp_path):
     from nanoml.model.tflite import load
     f = load(make_model(tmp_path / "f.tflite", (1, 8), 4, dtype="float32"))
@@ -173,6 +191,7 @@ def test_extra_code_bytes_counts_the_chosen_sets():
     ({"base_flags": ["-Os"], "ops": {"CONV_2D": {"sources": ["a.c"], "float_abi": "hard"}}},
      "float_abi"),
     ({"base_flags": ["-Os"], "ops": {"CONV_2D": {"speed": "base"}}}, "sources"),
+    ({"base_flags": ["-Os"], "source_speed": {"a.c": "O9"}}, "source_speed"),
 ])
 def test_malformed_tables_are_refused(bad, what):
     with pytest.raises(optimize.TableError, match=re.escape(what)):

@@ -68,9 +68,18 @@ class OpTable:
     base_flags: tuple[str, ...]
     flag_sets: dict[str, tuple[str, ...]]
     ops: dict[str, OpFlags]
+    # an entry of ops' sources -> flag set: that source's speed flags wherever an op
+    # naming it chose a speed set (one kernel file measured best at its own flags)
+    source_speed: dict[str, str] = field(default_factory=dict)
 
     def flags_of(self, name: str) -> tuple[str, ...]:
         return self.base_flags if name == BASE else self.flag_sets[name]
+
+    def speed_flags(self, op_speed: str, glob: str) -> tuple[str, ...]:
+        """A source's flags in the speed profile for an op whose choice is op_speed."""
+        if op_speed == BASE:
+            return self.base_flags
+        return self.flags_of(self.source_speed.get(glob, op_speed))
 
 
 def _strings(v, where: str) -> tuple[str, ...]:
@@ -109,7 +118,10 @@ def parse_table(data: dict, runtime: str) -> OpTable:
             raise TableError(f"{w}.code_bytes: expected {{flag set = bytes}}")
         ops[name] = OpFlags(_strings(e.get("sources"), f"{w}.sources"), speed,
                             _abi(e.get("float_abi", PLATFORMIO_FLOAT_ABI), w), dict(code))
-    return OpTable(runtime, str(data.get("measured_on", "")), base, sets, ops)
+    src_speed = data.get("source_speed") or {}
+    if not isinstance(src_speed, dict) or any(v not in sets for v in src_speed.values()):
+        raise TableError(f"{where}: source_speed must map sources to flag sets ({', '.join(sets)})")
+    return OpTable(runtime, str(data.get("measured_on", "")), base, sets, ops, dict(src_speed))
 
 
 @lru_cache(maxsize=None)
@@ -203,10 +215,10 @@ def file_flags(table: OpTable, ops: Iterable[str | tuple[str, str]],
         e = table.ops.get(op)
         if e is None:
             continue
-        opt = table.flags_of(e.speed if profile == "speed" else BASE)
-        entry = list(opt) + [ABI_FLAG + op_float_abi(table, op, dtype)]
+        abi = [ABI_FLAG + op_float_abi(table, op, dtype)]
         for glob in e.sources:
-            per_glob.setdefault(glob, []).append(entry)
+            opt = table.speed_flags(e.speed if profile == "speed" else BASE, glob)
+            per_glob.setdefault(glob, []).append(list(opt) + abi)
     return {g: combine(entries, table.base_flags, build_abi)
             for g, entries in sorted(per_glob.items())}
 
