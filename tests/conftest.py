@@ -40,3 +40,11 @@ def shared_model_names() -> list[str]:
     then collect nothing for it, so pair them with a test that always runs)."""
     d = SHARED / "models"
     return sorted(p.name for p in d.glob("*.tflite")) if d.is_dir() else []
+
+
+def sigint_default() -> None:
+    """Popen(preexec_fn=...): the child takes SIGINT's default disposition even when the
+    suite itself runs with SIGINT ignored (a background `nohup ... &` job), so a test that
+    sends Ctrl-C reaches Python's KeyboardInterrupt as it does from a terminal."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import sigint_default
 from mutants import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -312,7 +313,8 @@ def test_ctrl_c_keeps_every_finished_take_and_discards_the_partial_one(tmp_path,
                           str(tmp_path / "s.wav"), "--label", "go", "--count", "50", "--length",
                           "0.4", "--out", str(out), "--countdown", "0"]      # real time
                          + (["--json"] if json_out else []),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=sigint_default)
     try:
         end = time.monotonic() + 60
         while time.monotonic() < end:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from conftest import sigint_default
 
 ROOT = Path(__file__).resolve().parent.parent
 GESTURE = str(ROOT / "examples" / "gesture" / "gesture_int8.tflite")
@@ -69,7 +70,7 @@ def test_ctrl_c_exits_130_with_one_line(args):
     master, slave, port = _silent_port()
     try:
         p = subprocess.Popen(nanoml(*args, "--port", port), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
         time.sleep(3)                              # waiting for the board's hello
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
