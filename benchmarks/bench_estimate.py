@@ -87,35 +87,36 @@ def builds() -> None:
 
 
 def side_by_side(data: Path) -> None:
-    """-Os and -O2 measured (whole library) next to the speed build's estimate and the
-    flash its flags add, for the shared models and the named held-out networks."""
+    """-Os, -O2 (whole library) and the speed build (as nanoml generates it) measured, next
+    to the speed build's estimate and the flash its flags add, for the shared models and the
+    named held-out networks."""
     from nanoml.boards import get_board
     from nanoml.footprint import for_profile
     from nanoml.memory import predict_arena
     from nanoml.model.verdict import firmware_arena_bytes
     from nanoml.runtimes import get_runtime
     rt, board = get_runtime(RUNTIME), get_board(None)
-    print("\n| model | -Os measured | -O2 measured | -O2 vs -Os | speed estimate | vs -O2 measured "
-          "| speed vs size estimate | speed flash + B | default |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("\n| model | -Os measured | -O2 measured | -O2 vs -Os | speed measured | speed vs -Os "
+          "| speed estimate | vs speed measured | speed flash + B | default |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for part, d in (("shared", SHARED / "models"), ("holdout", data / "models")):
-        fs = [data / f"{RUNTIME}.{b}.{part}.json" for b in ("Os", "O2")]
+        fs = [data / f"{RUNTIME}.{b}.{part}.json" for b in ("Os", "O2", "speed")]
         if not all(f.exists() for f in fs) or not d.exists():
             continue
-        os_, o2 = (json.loads(f.read_text())["models"] for f in fs)
-        for n in sorted(set(os_) & set(o2)):
+        os_, o2, spm = (json.loads(f.read_text())["models"] for f in fs)
+        for n in sorted(set(os_) & set(o2) & set(spm)):
             if part == "holdout" and not n.startswith(("mlperf", "net_", "k_")):
                 continue
             model = load(d / n)
             _, sp, _, _ = estimate_layers(model, RUNTIME, CLOCK, None, "speed", per_kernel_abi=True)
-            _, sz, _, _ = estimate_layers(model, RUNTIME, CLOCK, None, "size", per_kernel_abi=True)
             arena = firmware_arena_bytes(int(predict_arena(model, runtime_id=RUNTIME)
                                              .to_json()["min_bytes"]))
             plan, _, fps = for_profile(None, board, rt, model, arena)
             extra = fps["speed"].flash_parts["tflm_ops_speed"] if "speed" in fps else 0
             a, b = os_[n]["total_instructions"], o2[n]["total_instructions"]
-            print(f"| {n[:-7]} | {a:,} | {b:,} | {b / a - 1:+.1%} | {sp:,} | {sp / b - 1:+.1%} "
-                  f"| {sp / sz - 1:+.1%} | {extra:,} | {plan.profile} |")
+            c = spm[n]["total_instructions"]
+            print(f"| {n[:-7]} | {a:,} | {b:,} | {b / a - 1:+.1%} | {c:,} | {c / a - 1:+.1%} "
+                  f"| {sp:,} | {sp / c - 1:+.1%} | {extra:,} | {plan.profile} |")
 
 
 def unmeasured() -> None:
