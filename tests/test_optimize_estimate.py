@@ -125,7 +125,7 @@ def test_unmeasured_soft_float_kernels_are_said_not_guessed():
 
 def test_speed_footprint_counts_the_kernels_extra_code(monkeypatch):
     """tflm_ops_speed = sum over the model's ops whose speed flag set is not base of
-    code_bytes[set] - code_bytes[base] (H2's test table: CONV_2D O2 +2000, SOFTMAX O2
+    code_bytes[set] - code_bytes[base] (the test table: CONV_2D O2 +2000, SOFTMAX O2
     +400, FULLY_CONNECTED O2u +1200, RESHAPE base)."""
     import tomllib
     from nanoml.boards import get_board
@@ -221,7 +221,7 @@ def _measured(stem: str, part: str) -> dict:
     return json.loads(p.read_text())["models"] if p.exists() else {}
 
 
-# data stem -> (optimize, abi): the size build (-Os, FPU) too, on H1's re-measured -Os data
+# data stem -> (optimize, abi): the size build (-Os, FPU) too, on the re-measured zero-input -Os data
 BUILDS = {"Os": ("size", None), "speed": ("speed", None), "soft": ("size", "soft")}
 def _covered(build: str, part: str, name: str) -> bool:
     """Every operator of the model has a kernel path the build's table measured (the
@@ -255,7 +255,7 @@ def test_each_build_estimate_within_5_percent(build, part, name):
     layers, total, _, _ = estimate_layers(load(path), RT, 64_000_000, optimize=opt,
                                           float_abi=abi, per_kernel_abi=build == "speed")
     assert all(x.estimated for x in layers)
-    # The size table was fitted on counts made with left-over (non-zero) inputs; H1's -Os
+    # The size table was fitted on counts made with left-over (non-zero) inputs; the zero-input -Os
     # re-measurement uses zero inputs, and int8 broadcast MUL / LEAKY_RELU branch on the
     # data (gemmlowp's rounding): these three random nets' MULs retire ~35% less at zero.
     tol = 0.10 if (build, name) in {("Os", "rn_8.tflite"), ("Os", "rn_17.tflite"),
@@ -326,7 +326,7 @@ def test_build_tables_are_the_fit_of_their_committed_data(stem, opt, abi):
 def test_speed_build_without_its_own_table_takes_each_kernels_flag_set_table(monkeypatch,
                                                                            request):
     """Composition: a speed build with no table of its own estimates each operator with
-    the table of its kernel's chosen flag set (H2's test table: CONV_2D -> O2), the
+    the table of its kernel's chosen flag set (the test table: CONV_2D -> O2), the
     others with the size table. The O2 table here is the size table at 3/4 (a stand-in:
     what is checked is which operator takes which table)."""
     import dataclasses
