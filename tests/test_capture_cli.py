@@ -494,3 +494,22 @@ def test_an_imu_column_may_carry_its_unit(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("t_us,AY[g], ax[g] ,note\n0,0.5,-1.25,x\n10000,2,3,y\n")
     assert read_csv(p, ["ax", "ay"]).tolist() == [[-1.25, 0.5], [3.0, 2.0]]
+
+
+def test_an_imu_source_gives_its_own_channels_and_rate(tmp_path):
+    """Without --rate/--channels, a CSV source's IMU columns and its time column decide
+    them (a 9-channel 100 Hz file was labelled 119 Hz with 6 channels before)."""
+    import math
+    src = tmp_path / "imu.csv"
+    rows = [[round(math.sin(i / 7 + k), 4) for k in range(9)] for i in range(300)]
+    src.write_text("t_ms,ax,ay,az,gx,gy,gz,mx,my,mz\n" + "".join(
+        f"{i * 10}," + ",".join(f"{v:.4f}" for v in r) + "\n" for i, r in enumerate(rows)))
+    out = tmp_path / "data"
+    r = run_cli(["capture", "--sim", "--source", str(src), "--sensor", "imu", "--label", "w",
+                 "--count", "2", "--length", "1", "--out", str(out), "--countdown", "0"],
+                timeout=60)
+    assert r.exit_code == 0, r.stderr
+    lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [(m["rate_hz"], len(m["channels"]), m["samples"]) for m in lines] == [(100.0, 9, 100)] * 2
+    got = np.loadtxt(out / "w" / "w.2.csv", delimiter=",", skiprows=1)[:, 1:]
+    assert np.array_equal(got.astype(np.float32), np.array(rows[100:200], dtype=np.float32))

@@ -116,6 +116,11 @@ def _request(out, label, sensor, count, length, rate, channels, countdown, port,
         rate, names = float(T.MIC_RATE), ["audio"]
     else:
         odr = float(b.sensors["imu"].get("odr_hz") or 0) or None
+        if source is not None and (rate is None or channels is None):
+            from ..pipeline.imu import csv_layout     # the source's own channels and rate
+            src_channels, src_rate = csv_layout(source)
+            channels = channels if channels is not None else src_channels
+            rate = rate if rate is not None else src_rate
         rate = rate if rate is not None else odr
         if not rate or rate <= 0 or not float(rate).is_integer():
             raise UsageError(f"--rate {rate:g}: the IMU's rate is a whole number of Hz > 0")

@@ -48,6 +48,34 @@ def _column_name(header: str) -> str:
     return h
 
 
+_TIME_UNITS = {"t_us": 1e-6, "t_ms": 1e-3, "t_s": 1.0}
+
+
+def csv_layout(path) -> tuple[int | None, float | None]:
+    """(IMU channels the CSV carries: 3, 6, 9 or None, its sample rate in Hz from a
+    t_us / t_ms / t_s column: None without one), from its header and first rows: what a
+    source file gives when the command line does not say."""
+    with open(path, "r", encoding="utf-8", errors="replace") as f:
+        head = [f.readline() for _ in range(33)]
+    names = [_column_name(h) for h in head[0].split(",")] if head and head[0] else []
+    n = None
+    for k in (9, 6, 3):
+        if set(IMU_CHANNELS[:k]) <= set(names):
+            n = k
+            break
+    col = next((i for i, c in enumerate(names) if c in _TIME_UNITS), None)
+    rate = None
+    if col is not None:
+        try:
+            t = [float(r.split(",")[col]) * _TIME_UNITS[names[col]] for r in head[1:] if r.strip()]
+        except (ValueError, IndexError):
+            t = []
+        steps = sorted(b - a for a, b in zip(t, t[1:]))
+        if steps and steps[len(steps) // 2] > 0:
+            rate = round(1.0 / steps[len(steps) // 2], 3)
+    return n, rate
+
+
 def read_csv(path, channels: list[str]):
     """float32 [rows, len(channels)] of the named columns of a CSV file."""
     import numpy as np
