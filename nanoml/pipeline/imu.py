@@ -72,7 +72,8 @@ def csv_layout(path) -> tuple[int | None, float | None]:
             t = []
         steps = sorted(b - a for a, b in zip(t, t[1:]))
         if steps and steps[len(steps) // 2] > 0:
-            rate = round(1.0 / steps[len(steps) // 2], 3)
+            r = 1.0 / steps[len(steps) // 2]
+            rate = float(round(r)) if abs(r - round(r)) < 0.01 * r else round(r, 3)  # clock jitter
     return n, rate
 
 
